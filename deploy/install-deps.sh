@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# install-deps.sh - the one install step: every Debian package the build, tests and benchmarks
+# need, plus pinned test-only Python tools in ./.venv. Idempotent; run as root on Debian bookworm.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+PKGS=(
+  # build
+  build-essential cmake pkg-config protobuf-c-compiler
+  # product libraries
+  libuv1-dev libnng-dev librocksdb-dev libprotobuf-c-dev libyaml-dev libssl-dev
+  libhttp-parser-dev libjansson-dev libraft-dev
+  # unit tests
+  libcmocka-dev
+  # cluster tests and benchmarks
+  python3 python3-venv python3-pip iproute2 nftables procps curl serf
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Test-only Python tools, pinned, in a venv so the system Python stays untouched.
+REQ=cluster-test/requirements.txt
+STAMP=.venv/.requirements.sha
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  echo "install-deps: creating .venv with $REQ"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r "$REQ"
+  echo "$want" > "$STAMP"
+fi
+echo "install-deps: ok"

@@ -1,0 +1,220 @@
+/* cli.c - client commands of the `gureum` CLI (status, ping, config...): parse flags, call the
+ * admin API of the node named by --node, print text or --json. */
+#include "cli.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "httpc.h"
+
+#define CLI_DEFAULT_NODE "127.0.0.1:7070"
+#define CLI_TIMEOUT_MS 15000
+
+typedef struct cli_flag_s {
+  const char *name; /* "--stale" */
+  int has_value;
+  const char **value; /* receives the value, or "1" for a boolean flag */
+} cli_flag_t;
+
+typedef struct cli_args_s {
+  const char *node;
+  int json;
+  const char *pos[16];
+  int npos;
+} cli_args_t;
+
+static int cli_usage_error(const char *usage, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "gureum: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\nusage: %s\n", usage);
+  va_end(ap);
+  return CLI_USAGE;
+}
+
+/* Parses the shared flags (--node, --json, --help) plus `extra`. Returns -1 when --help was
+ * printed, CLI_USAGE on a bad flag, 0 otherwise. */
+static int cli_parse(int argc, char **argv, const char *usage, const char *help,
+                     const cli_flag_t *extra, int min_pos, int max_pos, cli_args_t *a) {
+  memset(a, 0, sizeof *a);
+  a->node = getenv("GUREUM_NODE") ? getenv("GUREUM_NODE") : CLI_DEFAULT_NODE;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      printf("usage: %s\n\n%s\n\n  --node HOST:PORT  admin address of the node (default %s, or $GUREUM_NODE)\n"
+             "  --json            print JSON\n",
+             usage, help, CLI_DEFAULT_NODE);
+      for (const cli_flag_t *f = extra; f && f->name; f++)
+        printf("  %s%s\n", f->name, f->has_value ? " VALUE" : "");
+      return -1;
+    }
+    if (strcmp(arg, "--json") == 0) {
+      a->json = 1;
+      continue;
+    }
+    if (strcmp(arg, "--node") == 0 || strncmp(arg, "--node=", 7) == 0) {
+      if (arg[6] == '=') a->node = arg + 7;
+      else if (++i < argc) a->node = argv[i];
+      else return cli_usage_error(usage, "--node needs HOST:PORT");
+      if (!strchr(a->node, ':')) return cli_usage_error(usage, "--node '%s': want HOST:PORT", a->node);
+      continue;
+    }
+    if (arg[0] == '-' && arg[1]) {
+      const cli_flag_t *f = extra;
+      size_t nl = strcspn(arg, "=");
+      for (; f && f->name; f++)
+        if (strlen(f->name) == nl && strncmp(f->name, arg, nl) == 0) break;
+      if (!f || !f->name) return cli_usage_error(usage, "unknown option '%s'", arg);
+      if (!f->has_value) *f->value = "1";
+      else if (arg[nl] == '=') *f->value = arg + nl + 1;
+      else if (++i < argc) *f->value = argv[i];
+      else return cli_usage_error(usage, "%s needs a value", f->name);
+      continue;
+    }
+    if (a->npos >= 16) return cli_usage_error(usage, "too many arguments");
+    a->pos[a->npos++] = arg;
+  }
+  if (a->npos < min_pos) return cli_usage_error(usage, "missing argument");
+  if (a->npos > max_pos) return cli_usage_error(usage, "unexpected argument '%s'", a->pos[max_pos]);
+  return 0;
+}
+
+/* Calls the node; on success *out holds the decoded JSON. Returns a CLI exit code and prints
+ * the error (with what to do next) on failure. */
+static int cli_call(const cli_args_t *a, const char *method, const char *path, json_t *body,
+                    json_t **out) {
+  char err[256];
+  httpc_resp_t r;
+  char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  int rv = httpc_request(a->node, method, path, b ? "application/json" : NULL, b, b ? strlen(b) : 0,
+                         CLI_TIMEOUT_MS, &r, err, sizeof err);
+  free(b);
+  if (rv != 0) {
+    fprintf(stderr, "gureum: cannot reach node %s: %s\n"
+                    "  is it running? start one with `gureum node start`, or pass --node HOST:PORT\n",
+            a->node, err);
+    return CLI_FAILED;
+  }
+  json_error_t je;
+  json_t *j = json_loadb(r.body, r.body_len, 0, &je);
+  int status = r.status;
+  httpc_resp_free(&r);
+  if (status >= 200 && status < 300 && j) {
+    *out = j;
+    return CLI_OK;
+  }
+  const char *msg = j ? json_string_value(json_object_get(json_object_get(j, "error"), "message")) : NULL;
+  fprintf(stderr, "gureum: %s (HTTP %d from %s)\n", msg ? msg : "unexpected reply", status, a->node);
+  json_decref(j);
+  if (status == 404) return CLI_NOTFOUND;
+  if (status == 400) return CLI_USAGE;
+  return CLI_FAILED;
+}
+
+static void cli_print_json(json_t *j) {
+  char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  puts(s ? s : "null");
+  free(s);
+}
+
+/* ---- commands ---- */
+
+static int cmd_status(int argc, char **argv) {
+  static const char usage[] = "gureum status [--node HOST:PORT] [--json]";
+  cli_args_t a;
+  int rv = cli_parse(argc, argv, usage, "Show a node's name, id, version, uptime, roles and endpoints.",
+                     NULL, 0, 0, &a);
+  if (rv) return rv < 0 ? CLI_OK : rv;
+  json_t *j;
+  if ((rv = cli_call(&a, "GET", "/v1/status", NULL, &j)) != CLI_OK) return rv;
+  if (a.json) {
+    cli_print_json(j);
+  } else {
+    printf("name:     %s\nid:       %s\nversion:  %s\nuptime:   %llds\nzone:     %s\nroles:   ",
+           json_string_value(json_object_get(j, "name")), json_string_value(json_object_get(j, "id")),
+           json_string_value(json_object_get(j, "version")),
+           (long long)json_integer_value(json_object_get(j, "uptime_s")),
+           json_string_value(json_object_get(j, "zone")));
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(j, "roles"), i, v) printf(" %s", json_string_value(v));
+    printf("\nendpoints:\n");
+    const char *k;
+    json_object_foreach(json_object_get(j, "endpoints"), k, v)
+        printf("  %-10s %s\n", k, json_string_value(v));
+  }
+  json_decref(j);
+  return CLI_OK;
+}
+
+static int cmd_ping(int argc, char **argv) {
+  static const char usage[] = "gureum ping PEER_IP:RPC_PORT [--timeout MS] [--node HOST:PORT] [--json]";
+  const char *timeout = NULL;
+  cli_flag_t flags[] = {{"--timeout", 1, &timeout}, {NULL, 0, NULL}};
+  cli_args_t a;
+  int rv = cli_parse(argc, argv, usage,
+                     "Ask the node to ping a peer over the authenticated cluster RPC.", flags, 1, 1, &a);
+  if (rv) return rv < 0 ? CLI_OK : rv;
+  if (timeout && atoi(timeout) <= 0) return cli_usage_error(usage, "--timeout '%s': want milliseconds > 0", timeout);
+  char path[256];
+  snprintf(path, sizeof path, "/v1/ping?peer=%s&timeout_ms=%s", a.pos[0], timeout ? timeout : "2000");
+  json_t *j;
+  if ((rv = cli_call(&a, "GET", path, NULL, &j)) != CLI_OK) return rv;
+  if (a.json) cli_print_json(j);
+  else
+    printf("pong from %s (%s) in %.2f ms\n", json_string_value(json_object_get(j, "name")),
+           json_string_value(json_object_get(j, "peer")), json_real_value(json_object_get(j, "rtt_ms")));
+  json_decref(j);
+  return CLI_OK;
+}
+
+static int cmd_config(int argc, char **argv) {
+  static const char usage[] = "gureum config defaults | gureum config check FILE";
+  if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    printf("usage: %s\n\n  defaults    print every key with its default and meaning\n"
+           "  check FILE  validate a config file (exit 2 with the key and line if it is wrong)\n",
+           usage);
+    return CLI_OK;
+  }
+  if (argc == 2 && strcmp(argv[1], "defaults") == 0) {
+    config_print_defaults(stdout);
+    return CLI_OK;
+  }
+  if (argc == 3 && strcmp(argv[1], "check") == 0) {
+    config_t c;
+    char err[512];
+    config_defaults(&c);
+    if (config_load_file(&c, argv[2], err, sizeof err) != 0 || config_finish(&c, err, sizeof err) != 0) {
+      fprintf(stderr, "gureum: %s\n", err);
+      return CLI_USAGE;
+    }
+    printf("%s: ok\n", argv[2]);
+    return CLI_OK;
+  }
+  return cli_usage_error(usage, "expected 'defaults' or 'check FILE'");
+}
+
+static int cmd_version(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  printf("gureum %s\n", GUREUM_VERSION);
+  return CLI_OK;
+}
+
+const cli_cmd_t cli_commands[] = {
+    {"status", cmd_status, "show a node's status and endpoints"},
+    {"ping", cmd_ping, "ping a peer over the cluster RPC"},
+    {"config", cmd_config, "print defaults or check a config file"},
+    {"version", cmd_version, "print the version"},
+    {NULL, NULL, NULL},
+};
+
+void cli_usage(FILE *out) {
+  fprintf(out, "usage: gureum COMMAND [ARGS] [--help]\n\ncommands:\n");
+  fprintf(out, "  %-10s %s\n", "node", "run a node: gureum node start [--help]");
+  for (const cli_cmd_t *c = cli_commands; c->name; c++) fprintf(out, "  %-10s %s\n", c->name, c->summary);
+}

@@ -1,0 +1,83 @@
+/* config.h - node configuration: built-in defaults, then a YAML file, then GUREUM_* environment
+ * variables, then command-line flags. Every key is described once, in the table in config.c. */
+#ifndef GUREUM_CONFIG_H
+#define GUREUM_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_SEEDS 32
+#define CONFIG_MAX_ROLES 8
+
+/* Role names a node may serve, in canonical order. */
+extern const char *const config_role_names[];
+#define CONFIG_NROLES 5
+
+typedef struct config_s {
+  char name[64];         /* name: unique node name; default: the host name */
+  char bind[64];         /* bind: IPv4 address every listener binds */
+  char advertise[64];    /* advertise: address peers use to reach us; default = bind */
+  char data_dir[512];    /* data_dir */
+  char zone[64];         /* zone: failure domain label */
+  char seeds[CONFIG_MAX_SEEDS][80]; /* seeds: "IP:PORT" of cluster RPC ports */
+  int nseeds;
+  char roles[CONFIG_MAX_ROLES][16]; /* roles */
+  int nroles;
+  char secret[256];      /* cluster.secret: shared by every node; authenticates the cluster channel */
+
+  int admin_port;        /* ports.admin */
+  int rpc_port;          /* ports.rpc */
+  int raft_port;         /* ports.raft */
+
+  char log_level[16];    /* log.level */
+  char log_file[512];    /* log.file: "" = stderr */
+
+  int rpc_timeout_ms;    /* rpc.timeout_ms: default per-call deadline */
+  int rpc_max_inflight;  /* rpc.max_inflight: outstanding calls per peer before EBUSY */
+  int rpc_server_contexts; /* rpc.server_contexts: requests served concurrently */
+  int rpc_max_message_kb; /* rpc.max_message_kb: larger frames are refused */
+  int rpc_max_clock_skew_s; /* rpc.max_clock_skew_s: frames older/newer than this are replays */
+
+  int store_sync_writes; /* store.sync_writes: fsync the WAL on every acknowledged write */
+  int store_cache_mb;    /* store.cache_mb: RocksDB block cache */
+
+  int shutdown_timeout_s; /* shutdown_timeout_s: hard deadline for a clean stop */
+
+  /* gossip.*: SWIM/Lifeguard timings (used by the membership module) */
+  int gossip_probe_interval_ms;
+  int gossip_probe_timeout_ms;
+  int gossip_indirect_checks;
+  int gossip_suspicion_mult;
+  int gossip_suspicion_max_mult;
+  int gossip_retransmit_mult;
+  int gossip_interval_ms;
+  int gossip_nodes;
+  int gossip_pushpull_interval_ms;
+  int gossip_awareness_max;
+  int gossip_reap_s;
+  int gossip_dead_gossip_s;
+} config_t;
+
+/* Fill with built-in defaults. */
+void config_defaults(config_t *c);
+
+/* Apply a YAML file. On error returns -1 and writes "FILE:LINE: key 'x': why" to err. */
+int config_load_file(config_t *c, const char *path, char *err, size_t errlen);
+
+/* Apply GUREUM_<KEY> variables (dots become underscores, e.g. GUREUM_RPC_TIMEOUT_MS). */
+int config_load_env(config_t *c, char *const *envp, char *err, size_t errlen);
+
+/* Set one key from a string, as a flag or env var would ("rpc.timeout_ms", "2000").
+ * `origin` names the source in error messages (e.g. "--seeds" or "GUREUM_SEEDS"). */
+int config_set(config_t *c, const char *key, const char *value, const char *origin, char *err,
+               size_t errlen);
+
+/* Cross-key checks after everything is applied (e.g. advertise defaults to bind). */
+int config_finish(config_t *c, char *err, size_t errlen);
+
+/* Print every key with its default and description (for `gureum config defaults`). */
+void config_print_defaults(FILE *out);
+
+int config_has_role(const config_t *c, const char *role);
+
+#endif

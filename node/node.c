@@ -1,0 +1,202 @@
+/* node.c - the node's life: open the store, start RPC and the admin API, run the loop, and on
+ * SIGTERM/SIGINT stop accepting, cancel in-flight work, flush RocksDB and exit within a deadline. */
+#include "node.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "log.h"
+#include "proto/envelope.pb-c.h"
+
+uint64_t node_uptime_s(const node_t *n) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  uint64_t now = (uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+  return now > n->started_ms ? (now - n->started_ms) / 1000 : 0;
+}
+
+/* The id survives restarts so peers can tell "restarted" from "replaced". */
+static int node_load_id(node_t *n, char *err, size_t errlen) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/node-id", n->cfg.data_dir);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    int ok = fscanf(f, "%32s", n->id) == 1 && strlen(n->id) == 32;
+    fclose(f);
+    if (ok) return 0;
+  }
+  unsigned char raw[16];
+  if (RAND_bytes(raw, sizeof raw) != 1) {
+    snprintf(err, errlen, "cannot generate a node id");
+    return -1;
+  }
+  for (int i = 0; i < 16; i++) sprintf(n->id + 2 * i, "%02x", raw[i]);
+  f = fopen(path, "w");
+  if (!f || fprintf(f, "%s\n", n->id) < 0 || fclose(f) != 0) {
+    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static void node_on_ping(rpc_req_t *q, void *arg) {
+  node_t *n = arg;
+  size_t len;
+  const uint8_t *p = rpc_req_payload(q, &len);
+  Gureum__Ping *ping = gureum__ping__unpack(NULL, len, p);
+  if (!ping) {
+    rpc_reply(q, GUREUM__RPC_STATUS__RPC_STATUS_BAD_REQUEST, "malformed Ping", NULL, 0);
+    return;
+  }
+  Gureum__Pong pong = GUREUM__PONG__INIT;
+  pong.nonce = ping->nonce;
+  pong.name = n->cfg.name;
+  pong.id = n->id;
+  uint8_t buf[256];
+  size_t out = gureum__pong__pack(&pong, buf);
+  gureum__ping__free_unpacked(ping, NULL);
+  rpc_reply(q, GUREUM__RPC_STATUS__RPC_STATUS_OK, NULL, buf, out);
+}
+
+/* ---- shutdown: admin closed -> rpc closed -> store flushed on a worker -> handles closed ---- */
+
+static void node_close_handles(node_t *n) {
+  uv_close((uv_handle_t *)&n->sig_term, NULL);
+  uv_close((uv_handle_t *)&n->sig_int, NULL);
+  uv_close((uv_handle_t *)&n->deadline, NULL);
+}
+
+static void node_flush_work(void *arg) {
+  node_t *n = arg;
+  char *err = NULL;
+  if (store_flush(n->store, &err) != 0) {
+    log_error("node", "flush_failed", "error=\"%s\"", err ? err : "?");
+    free(err);
+  }
+}
+
+static void node_flush_done(void *arg, int cancelled) {
+  node_t *n = arg;
+  (void)cancelled;
+  store_close(n->store);
+  n->store = NULL;
+  log_info("node", "stopped", "exit_code=%d", n->exit_code);
+  node_close_handles(n);
+}
+
+static void node_admin_closed(void *arg) {
+  node_t *n = arg;
+  n->admin = NULL;
+  rpc_close(n->rpc);
+  n->rpc = NULL;
+  if (!n->store) {
+    node_flush_done(n, 1);
+    return;
+  }
+  if (store_submit(&n->loop, node_flush_work, node_flush_done, n) != 0) node_flush_done(n, 1);
+}
+
+static void node_on_deadline(uv_timer_t *t) {
+  node_t *n = t->data;
+  log_error("node", "shutdown_timeout", "after_s=%d action=\"exiting without a clean stop\"",
+            n->cfg.shutdown_timeout_s);
+  _exit(1);
+}
+
+void node_stop(node_t *n, int exit_code) {
+  if (n->stopping) return;
+  n->stopping = 1;
+  n->exit_code = exit_code;
+  log_info("node", "stopping", "deadline_s=%d", n->cfg.shutdown_timeout_s);
+  uv_timer_start(&n->deadline, node_on_deadline, (uint64_t)n->cfg.shutdown_timeout_s * 1000, 0);
+  uv_unref((uv_handle_t *)&n->deadline);
+  if (n->admin) admin_close(n->admin, node_admin_closed, n);
+  else node_admin_closed(n);
+}
+
+static void node_on_signal(uv_signal_t *s, int signum) {
+  node_t *n = s->data;
+  log_info("node", "signal", "signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  node_stop(n, 0);
+}
+
+/* ---- start ---- */
+
+static int node_start_services(node_t *n, char *err, size_t errlen) {
+  char *serr = NULL;
+  if (mkdir(n->cfg.data_dir, 0750) != 0 && errno != EEXIST) {
+    snprintf(err, errlen, "cannot create data dir %s: %s", n->cfg.data_dir, strerror(errno));
+    return -1;
+  }
+  if (node_load_id(n, err, errlen) != 0) return -1;
+  char dbdir[600];
+  snprintf(dbdir, sizeof dbdir, "%s/db", n->cfg.data_dir);
+  store_opts_t so = {.cache_mb = n->cfg.store_cache_mb, .sync_writes = n->cfg.store_sync_writes};
+  if (store_open(dbdir, &so, &n->store, &serr) != 0) {
+    snprintf(err, errlen, "cannot open store %s: %s (is another node using this data dir?)", dbdir,
+             serr ? serr : "?");
+    free(serr);
+    return -1;
+  }
+  snprintf(n->rpc_addr, sizeof n->rpc_addr, "%s:%d", n->cfg.advertise, n->cfg.rpc_port);
+  rpc_opts_t ro = {.name = n->cfg.name,
+                   .advertise = n->rpc_addr,
+                   .secret = n->cfg.secret,
+                   .server_contexts = n->cfg.rpc_server_contexts,
+                   .max_inflight = n->cfg.rpc_max_inflight,
+                   .max_message = (size_t)n->cfg.rpc_max_message_kb * 1024,
+                   .max_skew_ms = (uint64_t)n->cfg.rpc_max_clock_skew_s * 1000};
+  n->rpc = rpc_new(&n->loop, &ro, n->metrics);
+  rpc_handle(n->rpc, GUREUM__MSG_TYPE__MSG_PING, node_on_ping, n);
+  char url[96];
+  snprintf(url, sizeof url, "tcp://%s:%d", n->cfg.bind, n->cfg.rpc_port);
+  if (rpc_listen(n->rpc, url, err, errlen) != 0) return -1;
+  n->admin = admin_new(n);
+  if (admin_listen(n->admin, n->cfg.bind, n->cfg.admin_port, err, errlen) != 0) return -1;
+  return 0;
+}
+
+int node_run(const config_t *cfg) {
+  node_t *n = calloc(1, sizeof *n);
+  if (!n) return 1;
+  n->cfg = *cfg;
+  char err[512] = "";
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  n->started_ms = (uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+  /* A peer that dies mid-write must not kill us (libraft and NNG write to sockets). */
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&n->loop);
+  n->metrics = metrics_new();
+  uv_signal_init(&n->loop, &n->sig_term);
+  uv_signal_init(&n->loop, &n->sig_int);
+  uv_timer_init(&n->loop, &n->deadline);
+  n->sig_term.data = n->sig_int.data = n->deadline.data = n;
+  uv_signal_start(&n->sig_term, node_on_signal, SIGTERM);
+  uv_signal_start(&n->sig_int, node_on_signal, SIGINT);
+
+  int rc;
+  if (node_start_services(n, err, sizeof err) != 0) {
+    log_error("node", "start_failed", "error=\"%s\"", err);
+    fprintf(stderr, "gureum: %s\n", err);
+    node_stop(n, 1);
+  } else {
+    log_info("node", "started", "name=%s id=%s admin=%s:%d rpc=%s data=%s", n->cfg.name, n->id,
+             n->cfg.bind, n->cfg.admin_port, n->rpc_addr, n->cfg.data_dir);
+  }
+  uv_run(&n->loop, UV_RUN_DEFAULT);
+  rc = n->exit_code;
+  if (uv_loop_close(&n->loop) != 0) log_warn("node", "loop_not_empty", "%s", "");
+  metrics_free(n->metrics);
+  free(n);
+  return rc;
+}

@@ -1,0 +1,41 @@
+/* node.h - the one node context: the event loop and every core service a node runs.
+ * No other global state exists; modules receive the node_t they belong to. */
+#ifndef GUREUM_NODE_H
+#define GUREUM_NODE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "metrics.h"
+#include "rpc.h"
+#include "store.h"
+
+typedef struct admin_s admin_t;
+
+typedef struct node_s {
+  uv_loop_t loop;
+  config_t cfg;
+  char id[33];         /* persistent random id, hex; kept in DATA_DIR/node-id */
+  uint64_t started_ms; /* wall clock at start */
+  char rpc_addr[80];   /* advertised "IP:PORT" of the cluster RPC */
+  metrics_t *metrics;
+  store_t *store;
+  rpc_t *rpc;
+  admin_t *admin;
+  uv_signal_t sig_term, sig_int;
+  uv_timer_t deadline;
+  int stopping;
+  int exit_code;
+} node_t;
+
+/* Start a node with this configuration and run it until it is stopped.
+ * Returns the process exit code (0 after a clean stop). */
+int node_run(const config_t *cfg);
+
+/* Begin a graceful stop (loop thread): stop accepting, cancel in-flight work, flush, exit. */
+void node_stop(node_t *n, int exit_code);
+
+uint64_t node_uptime_s(const node_t *n);
+
+#endif

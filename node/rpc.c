@@ -1,0 +1,483 @@
+/* rpc.c - cluster RPC over NNG req/rep with authenticated protobuf envelopes.
+ * NNG completes aios on its own threads; everything user-visible is handed to the loop via loopq. */
+#include "rpc.h"
+
+#include <arpa/inet.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "log.h"
+#include "loopq.h"
+
+enum { SLOT_RECV, SLOT_HANDLER, SLOT_SEND };
+enum { CALL_SEND, CALL_RECV };
+#define RPC_NREASONS 8 /* -ENVELOPE_E* codes plus "reply-on-server" */
+
+/* A server context: one request at a time, so it doubles as the rpc_req_t handed to handlers. */
+struct rpc_req_s {
+  rpc_t *rpc;
+  nng_ctx ctx;
+  nng_aio *aio;
+  int state;
+  Gureum__Envelope *env;
+};
+
+typedef struct rpc_handler_s {
+  uint32_t type;
+  rpc_handler_fn fn;
+  void *arg;
+} rpc_handler_t;
+
+typedef struct rpc_peer_s {
+  char addr[64];
+  nng_socket sock;
+  int inflight;
+  struct rpc_peer_s *next;
+} rpc_peer_t;
+
+typedef struct rpc_call_s {
+  rpc_t *rpc;
+  rpc_peer_t *peer;
+  nng_ctx ctx;
+  nng_aio *aio;
+  int state;
+  uint64_t id;
+  nng_time deadline;
+  rpc_done_fn done;
+  void *arg;
+  int status;
+  Gureum__Envelope *reply;
+  struct rpc_call_s *prev, *next;
+} rpc_call_t;
+
+struct rpc_s {
+  uv_loop_t *loop;
+  loopq_t *q;
+  envelope_key_t key;
+  char name[64];
+  char advertise[64];
+  int nslots, max_inflight;
+  size_t max_message;
+  uint64_t max_skew_ms;
+  nng_socket rep;
+  int listening;
+  rpc_req_t *slots;
+  rpc_handler_t *handlers;
+  size_t nhandlers;
+  rpc_peer_t *peers;
+  rpc_call_t *calls;
+  uint64_t next_id;
+  atomic_int closing;
+  int outstanding; /* requests handed to handlers and not yet answered */
+  metric_t *m_served, *m_calls, *m_inflight;
+  metric_t *m_rejected[RPC_NREASONS];
+  metric_t *m_call_err[8];
+};
+
+static void rpc_maybe_free(rpc_t *r);
+
+const char *rpc_strerror(int status) {
+  switch (status) {
+  case RPC_OK: return "ok";
+  case RPC_ETIMEDOUT: return "timed out (peer down, unreachable, or it refused our frame)";
+  case RPC_EBUSY: return "too many calls in flight to this peer";
+  case RPC_ECLOSED: return "node is shutting down";
+  case RPC_EPROTO: return "invalid reply frame";
+  case RPC_EREMOTE: return "peer returned an error";
+  case RPC_EADDR: return "bad peer address (want IPv4:PORT)";
+  case RPC_ENOMEM: return "out of memory";
+  }
+  return "unknown error";
+}
+
+static const char *rpc_errlabel(int status) {
+  static const char *names[] = {"ok", "timeout", "busy", "closed", "proto", "remote", "addr", "nomem"};
+  return status <= 0 && status >= -7 ? names[-status] : "other";
+}
+
+static void rpc_init_metrics(rpc_t *r, metrics_t *m) {
+  r->m_served = metrics_counter(m, "gureum_rpc_requests_total", NULL,
+                                "Authenticated RPC requests received");
+  r->m_calls = metrics_counter(m, "gureum_rpc_calls_total", NULL, "RPC calls made to peers");
+  r->m_inflight = metrics_gauge(m, "gureum_rpc_calls_inflight", NULL, "RPC calls awaiting a reply");
+  char lbl[64];
+  for (int i = 1; i < RPC_NREASONS; i++) {
+    const char *why = i == 7 ? "not_request" : envelope_reason(-i);
+    snprintf(lbl, sizeof lbl, "reason=\"%s\"", why);
+    r->m_rejected[i] = metrics_counter(m, "gureum_rpc_rejected_total", lbl,
+                                       "Frames dropped unexecuted, by reason");
+  }
+  for (int i = 1; i < 8; i++) {
+    snprintf(lbl, sizeof lbl, "error=\"%s\"", rpc_errlabel(-i));
+    r->m_call_err[i] = metrics_counter(m, "gureum_rpc_call_errors_total", lbl,
+                                       "RPC calls that failed, by error");
+  }
+}
+
+rpc_t *rpc_new(uv_loop_t *loop, const rpc_opts_t *o, metrics_t *metrics) {
+  rpc_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->loop = loop;
+  r->q = loopq_new(loop);
+  envelope_key_derive(&r->key, o->secret);
+  snprintf(r->name, sizeof r->name, "%s", o->name);
+  snprintf(r->advertise, sizeof r->advertise, "%s", o->advertise);
+  r->nslots = o->server_contexts > 0 ? o->server_contexts : 16;
+  r->max_inflight = o->max_inflight > 0 ? o->max_inflight : 256;
+  r->max_message = o->max_message ? o->max_message : 16u << 20;
+  r->max_skew_ms = o->max_skew_ms;
+  r->next_id = ((uint64_t)nng_random() << 32) | nng_random();
+  rpc_init_metrics(r, metrics);
+  return r;
+}
+
+void rpc_handle(rpc_t *r, uint32_t type, rpc_handler_fn fn, void *arg) {
+  for (size_t i = 0; i < r->nhandlers; i++)
+    if (r->handlers[i].type == type) {
+      r->handlers[i].fn = fn;
+      r->handlers[i].arg = arg;
+      return;
+    }
+  rpc_handler_t *h = realloc(r->handlers, (r->nhandlers + 1) * sizeof *h);
+  if (!h) abort();
+  r->handlers = h;
+  h[r->nhandlers++] = (rpc_handler_t){type, fn, arg};
+}
+
+/* ---- framing helpers ---- */
+
+static nng_msg *rpc_frame(rpc_t *r, Gureum__Envelope *env) {
+  env->version = ENVELOPE_VERSION;
+  env->sender = r->name;
+  env->sender_addr = r->advertise;
+  env->sent_ms = envelope_now_ms();
+  nng_msg *m;
+  if (nng_msg_alloc(&m, envelope_frame_size(env)) != 0) return NULL;
+  envelope_pack(&r->key, env, nng_msg_body(m));
+  return m;
+}
+
+/* Rejections are logged on powers of two so a flood of bad frames cannot flood the log. */
+static void rpc_reject(rpc_t *r, int reason_idx, nng_msg *m, const char *why) {
+  metric_inc(r->m_rejected[reason_idx]);
+  int64_t n = metric_value(r->m_rejected[reason_idx]);
+  if ((n & (n - 1)) != 0) return;
+  char from[64] = "?";
+  nng_sockaddr sa;
+  nng_pipe p = nng_msg_get_pipe(m);
+  if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 && sa.s_family == NNG_AF_INET) {
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof ip);
+    snprintf(from, sizeof from, "%s:%u", ip, ntohs(sa.s_in.sa_port));
+  }
+  log_warn("rpc", "frame_rejected", "from=%s reason=\"%s\" count=%lld", from, why, (long long)n);
+}
+
+/* ---- server ---- */
+
+static void rpc_dispatch(void *arg);
+
+static void rpc_slot_cb(void *arg) {
+  rpc_req_t *s = arg;
+  rpc_t *r = s->rpc;
+  int rv = nng_aio_result(s->aio);
+  if (s->state == SLOT_SEND) {
+    if (rv != 0) nng_msg_free(nng_aio_get_msg(s->aio));
+    s->state = SLOT_RECV;
+    if (!atomic_load(&r->closing)) nng_ctx_recv(s->ctx, s->aio);
+    return;
+  }
+  if (rv != 0) {
+    if (rv != NNG_ECLOSED && rv != NNG_ECANCELED && !atomic_load(&r->closing))
+      nng_ctx_recv(s->ctx, s->aio);
+    return;
+  }
+  nng_msg *m = nng_aio_get_msg(s->aio);
+  Gureum__Envelope *env;
+  int e = envelope_unpack(&r->key, nng_msg_body(m), nng_msg_len(m), r->max_message,
+                          envelope_now_ms(), r->max_skew_ms, &env);
+  if (e == ENVELOPE_OK && env->is_reply) {
+    gureum__envelope__free_unpacked(env, NULL);
+    rpc_reject(r, 7, m, "reply sent to a server");
+    e = 1;
+  } else if (e != ENVELOPE_OK) {
+    rpc_reject(r, -e, m, envelope_strerror(e));
+  }
+  nng_msg_free(m);
+  if (e != ENVELOPE_OK) {
+    nng_ctx_recv(s->ctx, s->aio); /* a REP context forgets the dropped request */
+    return;
+  }
+  metric_inc(r->m_served);
+  s->env = env;
+  s->state = SLOT_HANDLER;
+  if (loopq_post(r->q, rpc_dispatch, s) != 0) {
+    gureum__envelope__free_unpacked(env, NULL);
+    s->env = NULL;
+  }
+}
+
+static void rpc_dispatch(void *arg) {
+  rpc_req_t *s = arg;
+  rpc_t *r = s->rpc;
+  r->outstanding++;
+  if (atomic_load(&r->closing)) {
+    rpc_reply(s, GUREUM__RPC_STATUS__RPC_STATUS_SHUTTING_DOWN, "node is shutting down", NULL, 0);
+    return;
+  }
+  for (size_t i = 0; i < r->nhandlers; i++)
+    if (r->handlers[i].type == s->env->type) {
+      r->handlers[i].fn(s, r->handlers[i].arg);
+      return;
+    }
+  char msg[64];
+  snprintf(msg, sizeof msg, "no handler for message type %u", s->env->type);
+  rpc_reply(s, GUREUM__RPC_STATUS__RPC_STATUS_NO_HANDLER, msg, NULL, 0);
+}
+
+const uint8_t *rpc_req_payload(const rpc_req_t *q, size_t *len) {
+  *len = q->env->payload.len;
+  return q->env->payload.data;
+}
+const char *rpc_req_sender(const rpc_req_t *q) { return q->env->sender; }
+const char *rpc_req_sender_addr(const rpc_req_t *q) { return q->env->sender_addr; }
+uint32_t rpc_req_type(const rpc_req_t *q) { return q->env->type; }
+
+void rpc_reply(rpc_req_t *s, uint32_t status, const char *errmsg, const void *payload,
+               size_t len) {
+  rpc_t *r = s->rpc;
+  Gureum__Envelope *req = s->env;
+  s->env = NULL;
+  r->outstanding--;
+  if (atomic_load(&r->closing) || !s->aio) {
+    gureum__envelope__free_unpacked(req, NULL);
+    rpc_maybe_free(r);
+    return;
+  }
+  Gureum__Envelope env = GUREUM__ENVELOPE__INIT;
+  env.type = req->type;
+  env.request_id = req->request_id;
+  env.is_reply = 1;
+  env.status = status;
+  env.error = (char *)(errmsg ? errmsg : "");
+  env.payload.data = (uint8_t *)payload;
+  env.payload.len = payload ? len : 0;
+  nng_msg *m = rpc_frame(r, &env);
+  gureum__envelope__free_unpacked(req, NULL);
+  s->state = SLOT_SEND;
+  if (!m) { /* cannot answer: let the caller time out, keep serving */
+    s->state = SLOT_RECV;
+    nng_ctx_recv(s->ctx, s->aio);
+    return;
+  }
+  nng_aio_set_msg(s->aio, m);
+  nng_ctx_send(s->ctx, s->aio);
+}
+
+int rpc_listen(rpc_t *r, const char *url, char *err, size_t errlen) {
+  int rv;
+  if ((rv = nng_rep0_open(&r->rep)) != 0) goto fail;
+  nng_socket_set_size(r->rep, NNG_OPT_RECVMAXSZ, r->max_message);
+  r->slots = calloc(r->nslots, sizeof *r->slots);
+  if (!r->slots) return -NNG_ENOMEM;
+  r->listening = 1;
+  for (int i = 0; i < r->nslots; i++) {
+    rpc_req_t *s = &r->slots[i];
+    s->rpc = r;
+    if ((rv = nng_aio_alloc(&s->aio, rpc_slot_cb, s)) != 0) goto fail;
+    if ((rv = nng_ctx_open(&s->ctx, r->rep)) != 0) goto fail;
+  }
+  if ((rv = nng_listen(r->rep, url, NULL, 0)) != 0) goto fail;
+  for (int i = 0; i < r->nslots; i++) nng_ctx_recv(r->slots[i].ctx, r->slots[i].aio);
+  return 0;
+fail:
+  snprintf(err, errlen, "cannot listen on %s: %s", url, nng_strerror(rv));
+  return -rv;
+}
+
+/* ---- client ---- */
+
+static rpc_peer_t *rpc_peer_get(rpc_t *r, const char *addr) {
+  for (rpc_peer_t *p = r->peers; p; p = p->next)
+    if (strcmp(p->addr, addr) == 0) return p;
+  rpc_peer_t *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  snprintf(p->addr, sizeof p->addr, "%s", addr);
+  if (nng_req0_open(&p->sock) != 0) {
+    free(p);
+    return NULL;
+  }
+  /* The call deadline decides; NNG's own resend would duplicate non-idempotent requests. */
+  nng_socket_set_ms(p->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+  nng_socket_set_size(p->sock, NNG_OPT_RECVMAXSZ, r->max_message);
+  nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 50);
+  nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 1000);
+  char url[96];
+  snprintf(url, sizeof url, "tcp://%s", addr);
+  /* Non-blocking: a peer that is down now is redialled in the background. */
+  if (nng_dial(p->sock, url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+    nng_close(p->sock);
+    free(p);
+    return NULL;
+  }
+  p->next = r->peers;
+  r->peers = p;
+  return p;
+}
+
+static int rpc_valid_addr(const char *addr) {
+  char ip[64];
+  const char *colon = strrchr(addr, ':');
+  if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof ip) return 0;
+  memcpy(ip, addr, colon - addr);
+  ip[colon - addr] = 0;
+  struct in_addr a;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  return inet_pton(AF_INET, ip, &a) == 1 && *end == 0 && port > 0 && port < 65536;
+}
+
+static int rpc_map_nng(int rv) {
+  switch (rv) {
+  case NNG_ETIMEDOUT: return RPC_ETIMEDOUT;
+  case NNG_ECLOSED:
+  case NNG_ECANCELED: return RPC_ECLOSED;
+  case NNG_ENOMEM: return RPC_ENOMEM;
+  }
+  return RPC_EPROTO;
+}
+
+static void rpc_call_finish(void *arg) {
+  rpc_call_t *c = arg;
+  rpc_t *r = c->rpc;
+  if (c->prev) c->prev->next = c->next;
+  else r->calls = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->peer->inflight--;
+  metric_add(r->m_inflight, -1);
+  if (c->status != RPC_OK) metric_inc(r->m_call_err[-c->status]);
+  if (c->status == RPC_OK)
+    c->done(c->arg, RPC_OK, NULL, c->reply->payload.data, c->reply->payload.len);
+  else
+    c->done(c->arg, c->status,
+            c->status == RPC_EREMOTE && c->reply ? c->reply->error : rpc_strerror(c->status), NULL,
+            0);
+  if (c->reply) gureum__envelope__free_unpacked(c->reply, NULL);
+  nng_aio_free(c->aio);
+  nng_ctx_close(c->ctx);
+  free(c);
+}
+
+static void rpc_call_cb(void *arg) {
+  rpc_call_t *c = arg;
+  rpc_t *r = c->rpc;
+  int rv = nng_aio_result(c->aio);
+  if (rv != 0) {
+    if (c->state == CALL_SEND) nng_msg_free(nng_aio_get_msg(c->aio));
+    c->status = rpc_map_nng(rv);
+  } else if (c->state == CALL_SEND) {
+    nng_time now = nng_clock();
+    c->state = CALL_RECV;
+    nng_aio_set_timeout(c->aio, c->deadline > now ? (nng_duration)(c->deadline - now) : 1);
+    nng_ctx_recv(c->ctx, c->aio);
+    return;
+  } else {
+    nng_msg *m = nng_aio_get_msg(c->aio);
+    int e = envelope_unpack(&r->key, nng_msg_body(m), nng_msg_len(m), r->max_message,
+                            envelope_now_ms(), r->max_skew_ms, &c->reply);
+    if (e != ENVELOPE_OK) {
+      rpc_reject(r, -e, m, envelope_strerror(e));
+      c->status = RPC_EPROTO;
+    } else if (!c->reply->is_reply || c->reply->request_id != c->id) {
+      c->status = RPC_EPROTO;
+    } else if (c->reply->status != GUREUM__RPC_STATUS__RPC_STATUS_OK) {
+      c->status = RPC_EREMOTE;
+    }
+    nng_msg_free(m);
+  }
+  /* Never refused: rpc_close stops every call's aio before it closes the queue. */
+  loopq_post(r->q, rpc_call_finish, c);
+}
+
+int rpc_call(rpc_t *r, const char *peer, uint32_t type, const void *payload, size_t len,
+             int timeout_ms, rpc_done_fn done, void *arg) {
+  if (atomic_load(&r->closing)) return RPC_ECLOSED;
+  if (!rpc_valid_addr(peer)) return RPC_EADDR;
+  rpc_peer_t *p = rpc_peer_get(r, peer);
+  if (!p) return RPC_ENOMEM;
+  if (p->inflight >= r->max_inflight) {
+    metric_inc(r->m_call_err[-RPC_EBUSY]);
+    return RPC_EBUSY;
+  }
+  rpc_call_t *c = calloc(1, sizeof *c);
+  if (!c) return RPC_ENOMEM;
+  c->rpc = r;
+  c->peer = p;
+  c->id = r->next_id++;
+  c->done = done;
+  c->arg = arg;
+  c->deadline = nng_clock() + (timeout_ms > 0 ? timeout_ms : 1);
+  Gureum__Envelope env = GUREUM__ENVELOPE__INIT;
+  env.type = type;
+  env.request_id = c->id;
+  env.payload.data = (uint8_t *)payload;
+  env.payload.len = payload ? len : 0;
+  nng_msg *m = rpc_frame(r, &env);
+  if (!m || nng_aio_alloc(&c->aio, rpc_call_cb, c) != 0 || nng_ctx_open(&c->ctx, p->sock) != 0) {
+    if (m) nng_msg_free(m);
+    if (c->aio) nng_aio_free(c->aio);
+    free(c);
+    return RPC_ENOMEM;
+  }
+  c->next = r->calls;
+  if (r->calls) r->calls->prev = c;
+  r->calls = c;
+  p->inflight++;
+  metric_inc(r->m_calls);
+  metric_add(r->m_inflight, 1);
+  c->state = CALL_SEND;
+  nng_aio_set_timeout(c->aio, timeout_ms > 0 ? timeout_ms : 1);
+  nng_aio_set_msg(c->aio, m);
+  nng_ctx_send(c->ctx, c->aio);
+  return 0;
+}
+
+/* ---- shutdown ---- */
+
+static void rpc_maybe_free(rpc_t *r) {
+  if (!r->q && r->outstanding == 0 && atomic_load(&r->closing)) {
+    free(r->slots);
+    free(r->handlers);
+    free(r);
+  }
+}
+
+void rpc_close(rpc_t *r) {
+  if (!r || atomic_exchange(&r->closing, 1)) return;
+  if (r->listening) {
+    nng_close(r->rep);
+    for (int i = 0; i < r->nslots; i++) {
+      if (r->slots[i].aio) nng_aio_free(r->slots[i].aio);
+      r->slots[i].aio = NULL;
+    }
+  }
+  for (rpc_peer_t *p = r->peers; p; p = p->next) nng_close(p->sock);
+  /* Wait until every in-flight call's callback has posted its completion... */
+  for (rpc_call_t *c = r->calls; c; c = c->next) nng_aio_stop(c->aio);
+  /* ...then run those completions (and any queued dispatches) before freeing the queue. */
+  loopq_close(r->q);
+  r->q = NULL;
+  for (rpc_peer_t *p = r->peers, *n; p; p = n) {
+    n = p->next;
+    free(p);
+  }
+  r->peers = NULL;
+  rpc_maybe_free(r);
+}
