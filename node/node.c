@@ -169,7 +169,7 @@ int node_run(const config_t *cfg) {
   node_t *n = calloc(1, sizeof *n);
   if (!n) return 1;
   n->cfg = *cfg;
-  char err[512] = "";
+  char err[2048] = "";
   struct timeval tv;
   gettimeofday(&tv, NULL);
   n->started_ms = (uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
