@@ -344,9 +344,15 @@ static int rpc_valid_addr(const char *addr) {
   return inet_pton(AF_INET, ip, &a) == 1 && *end == 0 && port > 0 && port < 65536;
 }
 
-static int rpc_map_nng(int rv) {
+static int rpc_map_nng(const rpc_t *r, int rv) {
+  /* While we close our sockets, resets and aborts are our own doing. */
+  if (atomic_load(&r->closing)) return RPC_ECLOSED;
   switch (rv) {
-  case NNG_ETIMEDOUT: return RPC_ETIMEDOUT;
+  case NNG_ETIMEDOUT:
+  case NNG_ECONNRESET:
+  case NNG_ECONNREFUSED:
+  case NNG_ECONNABORTED:
+  case NNG_EUNREACHABLE: return RPC_ETIMEDOUT;
   case NNG_ECLOSED:
   case NNG_ECANCELED: return RPC_ECLOSED;
   case NNG_ENOMEM: return RPC_ENOMEM;
@@ -381,7 +387,7 @@ static void rpc_call_cb(void *arg) {
   int rv = nng_aio_result(c->aio);
   if (rv != 0) {
     if (c->state == CALL_SEND) nng_msg_free(nng_aio_get_msg(c->aio));
-    c->status = rpc_map_nng(rv);
+    c->status = rpc_map_nng(r, rv);
   } else if (c->state == CALL_SEND) {
     nng_time now = nng_clock();
     c->state = CALL_RECV;
