@@ -151,6 +151,7 @@ static int node_start_services(node_t *n, char *err, size_t errlen) {
   rpc_opts_t ro = {.name = n->cfg.name,
                    .advertise = n->rpc_addr,
                    .secret = n->cfg.secret,
+                   .bind_ip = n->cfg.bind,
                    .server_contexts = n->cfg.rpc_server_contexts,
                    .max_inflight = n->cfg.rpc_max_inflight,
                    .max_message = (size_t)n->cfg.rpc_max_message_kb * 1024,

@@ -63,6 +63,7 @@ struct rpc_s {
   envelope_key_t key;
   char name[64];
   char advertise[64];
+  char bind_ip[64];
   int nslots, max_inflight;
   size_t max_message;
   uint64_t max_skew_ms;
@@ -129,6 +130,7 @@ rpc_t *rpc_new(uv_loop_t *loop, const rpc_opts_t *o, metrics_t *metrics) {
   envelope_key_derive(&r->key, o->secret);
   snprintf(r->name, sizeof r->name, "%s", o->name);
   snprintf(r->advertise, sizeof r->advertise, "%s", o->advertise);
+  snprintf(r->bind_ip, sizeof r->bind_ip, "%s", o->bind_ip ? o->bind_ip : "");
   r->nslots = o->server_contexts > 0 ? o->server_contexts : 16;
   r->max_inflight = o->max_inflight > 0 ? o->max_inflight : 256;
   r->max_message = o->max_message ? o->max_message : 16u << 20;
@@ -321,8 +323,17 @@ static rpc_peer_t *rpc_peer_get(rpc_t *r, const char *addr) {
   nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 1000);
   char url[96];
   snprintf(url, sizeof url, "tcp://%s", addr);
+  nng_dialer d;
+  int rv = nng_dialer_create(&d, p->sock, url);
+  /* Dial from our own address: peers (and firewalls) then see the node's real address, not
+   * whatever source the kernel picks on a multi-homed host. */
+  if (rv == 0 && r->bind_ip[0] && strcmp(r->bind_ip, "0.0.0.0") != 0) {
+    nng_sockaddr sa = {.s_in = {.sa_family = NNG_AF_INET}};
+    inet_pton(AF_INET, r->bind_ip, &sa.s_in.sa_addr);
+    nng_dialer_set_addr(d, NNG_OPT_LOCADDR, &sa);
+  }
   /* Non-blocking: a peer that is down now is redialled in the background. */
-  if (nng_dial(p->sock, url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+  if (rv != 0 || nng_dialer_start(d, NNG_FLAG_NONBLOCK) != 0) {
     nng_close(p->sock);
     free(p);
     return NULL;

@@ -17,6 +17,7 @@ typedef struct rpc_opts_s {
   const char *name;        /* our node name, sent as Envelope.sender */
   const char *advertise;   /* our RPC address "IP:PORT", sent as Envelope.sender_addr */
   const char *secret;      /* cluster secret */
+  const char *bind_ip;     /* source address of outgoing connections; NULL = kernel's choice */
   int server_contexts;     /* requests served concurrently */
   int max_inflight;        /* outstanding calls per peer */
   size_t max_message;      /* bytes */
