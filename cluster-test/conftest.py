@@ -1,5 +1,6 @@
 """conftest.py - pytest fixtures for cluster tests: a work dir per test, nodes stopped at the end,
-and every node's log kept under cluster-test/logs/<test>/ when the test fails."""
+every node's log kept under cluster-test/logs/<test>/ when the test fails, and no partition rules
+left behind (the nft table is removed before the session, after it, and after each `net` test)."""
 import os
 import shutil
 
@@ -37,6 +38,23 @@ def nodes(request, tmp_path):
         shutil.rmtree(dest, ignore_errors=True)
         harness.dump_logs(started, dest)
         print(f"\nnode logs kept in {dest}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stale_partitions():
+    """A crashed run may have left partition rules: start clean, and end clean."""
+    harness.heal()
+    yield
+    harness.heal()
+
+
+@pytest.fixture
+def net():
+    """Network faults for one test: harness.partition()/heal(), healed at teardown whatever
+    happens."""
+    harness.heal()
+    yield harness
+    harness.heal()
 
 
 @pytest.fixture

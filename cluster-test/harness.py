@@ -1,7 +1,8 @@
-"""harness.py - start real `gureum` nodes on 127.0.0.x and drive them like an operator would.
+"""harness.py - start real `gureum` nodes on 127.0.X.Y and drive them like an operator would.
 
 Each node gets its own data dir and log; tests wait on conditions with deadlines, never blind
-sleeps. Faults: SIGKILL, SIGSTOP/SIGCONT, restart (and, for later issues, partitions)."""
+sleeps. Faults: SIGKILL, SIGSTOP/SIGCONT, restart, and network partitions (nftables rules on the
+loopback output hook, in a table of their own). Membership helpers read /v1/members."""
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GUREUM = os.environ.get("GUREUM_BIN", os.path.join(ROOT, "build", "gureum"))
 SECRET = "cluster-test-secret"
+NFT_TABLE = "gureum_test"  # the partitions' nftables table (inet family); heal() deletes it
 
 
 class Timeout(AssertionError):
@@ -133,6 +135,12 @@ class Node:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def members(self, timeout=2):
+        """This node's member list as a dict name -> member (GET /v1/members)."""
+        r = self.get("/v1/members", timeout=timeout)
+        r.raise_for_status()
+        return {m["name"]: m for m in r.json()}
+
     def log_text(self):
         try:
             with open(self.log, errors="replace") as f:
@@ -142,14 +150,18 @@ class Node:
 
 
 class Cluster:
-    """N nodes on 127.0.<net>.1..N, the first one a seed for the rest."""
+    """N nodes on 127.0.<net>.1..N. The first `seeds` nodes are the seeds: every other node gets
+    all of them, and each seed gets the seeds before it (node 1 starts alone)."""
 
-    def __init__(self, workdir, n, net=10, prefix="n", **node_kw):
+    def __init__(self, workdir, n, net=10, prefix="n", seeds=1, **node_kw):
         self.workdir = workdir
         self.nodes = []
-        for i in range(n):
-            ip = f"127.0.{net}.{i + 1}"
-            self.nodes.append(Node(workdir, f"{prefix}{i + 1}", ip, **node_kw))
+        self.spawned_at = None  # time.monotonic() when the last process was spawned
+        ips = [f"127.0.{net}.{i + 1}" for i in range(n)]
+        seed_addrs = [f"{ip}:{node_kw.get('ports', (7070, 7071, 7072))[1]}" for ip in ips[:seeds]]
+        for i, ip in enumerate(ips):
+            self.nodes.append(Node(workdir, f"{prefix}{i + 1}", ip,
+                                   seeds=seed_addrs[:i] if i < seeds else seed_addrs, **node_kw))
 
     def __getitem__(self, i):
         return self.nodes[i]
@@ -160,12 +172,20 @@ class Cluster:
     def __len__(self):
         return len(self.nodes)
 
-    def start(self, ready_timeout=15):
+    def start(self, ready_timeout=15, wait_ready=True):
         for n in self.nodes:
             n.start()
-        for n in self.nodes:
-            n.wait_ready(ready_timeout)
+        self.spawned_at = time.monotonic()
+        if wait_ready:
+            for n in self.nodes:
+                n.wait_ready(ready_timeout)
         return self
+
+    def names(self):
+        return [n.name for n in self.nodes]
+
+    def others(self, *excluded):
+        return [n for n in self.nodes if n not in excluded]
 
     def shutdown(self):
         for n in self.nodes:
@@ -179,6 +199,110 @@ class Cluster:
                 n.stop()
             except Exception:
                 n.kill()
+
+
+# --- membership ------------------------------------------------------------------------------
+
+def member_states(node, timeout=2):
+    """{name: state} as `node` sees it."""
+    return {k: m["state"] for k, m in node.members(timeout).items()}
+
+
+def not_seeing(observers, targets, state):
+    """The (observer, target, state-seen) triples that keep "every observer lists every target as
+    `state`" from being true; state may be a string or a set of accepted states. An observer
+    that does not answer counts as (observer, None, error)."""
+    ok = {state} if isinstance(state, str) else set(state)
+    missing = []
+    for o in observers:
+        try:
+            seen = member_states(o)
+        except Exception as e:
+            missing.append((o.name, None, f"error: {e.__class__.__name__}"))
+            continue
+        for t in targets:
+            name = t if isinstance(t, str) else t.name
+            if seen.get(name) not in ok:
+                missing.append((o.name, name, seen.get(name)))
+    return missing
+
+
+def all_see(observers, targets, state):
+    """True when every node in `observers` lists every node in `targets` as `state`."""
+    return not not_seeing(observers, targets, state)
+
+
+def wait_all_see(observers, targets, state, timeout, what=None, interval=0.05):
+    """Wait until every observer lists every target as `state`; returns the seconds it took.
+    On timeout, the message names who still sees what."""
+    t0 = time.monotonic()
+    last = []
+
+    def cond():
+        last[:] = not_seeing(observers, targets, state)
+        return not last
+    names = ",".join(t if isinstance(t, str) else t.name for t in targets)
+    try:
+        wait_for(cond, timeout, what or f"every node to list [{names}] as {state}", interval)
+    except Timeout as e:
+        raise Timeout(f"{e}; still: {last[:12]}") from None
+    return time.monotonic() - t0
+
+
+def watch_states(observers, target, duration, interval=0.05, until=None):
+    """Poll every observer's /v1/members for `duration` s (or until until() is true) and return
+    {observer name: [(t, state of target or None if unlisted)]}, t relative to the start. Only
+    state changes are recorded. Observers that do not answer are skipped for that round."""
+    name = target if isinstance(target, str) else target.name
+    seen = {o.name: [] for o in observers}
+    t0 = time.monotonic()
+    deadline = t0 + duration
+    while time.monotonic() < deadline and not (until and until()):
+        for o in observers:
+            try:
+                st = member_states(o, timeout=1).get(name)
+            except Exception:
+                continue
+            if not seen[o.name] or seen[o.name][-1][1] != st:
+                seen[o.name].append((round(time.monotonic() - t0, 3), st))
+        time.sleep(interval)
+    return seen
+
+
+# --- network partitions (nftables) -----------------------------------------------------------
+# Nodes bind distinct 127.0.X.Y addresses and dial peers from their bind address, so dropping
+# packets by (source, destination) on the output hook (loopback traffic passes it once) cuts
+# every path between two groups, both ways. The test process itself talks from 127.0.0.1 and
+# is never cut off.
+
+def _nft(script):
+    r = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True,
+                       timeout=10)
+    if r.returncode != 0:
+        raise RuntimeError(f"nft failed: {r.stderr.strip()}\n{script}")
+
+
+def heal():
+    """Remove every partition (delete our nft table; fine if there is none)."""
+    subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], capture_output=True,
+                   timeout=10)
+
+
+def partition(groups):
+    """Drop all traffic between nodes of different groups (lists of Node), both directions.
+    Replaces any earlier partition."""
+    heal()
+    lines = [f"add table inet {NFT_TABLE}",
+             f"add chain inet {NFT_TABLE} out "
+             "{ type filter hook output priority 0; policy accept; }"]
+    for i, g in enumerate(groups):
+        for j, h in enumerate(groups):
+            if i != j and g and h:
+                src = ", ".join(n.ip for n in g)
+                dst = ", ".join(n.ip for n in h)
+                lines.append(f"add rule inet {NFT_TABLE} out ip saddr {{ {src} }} "
+                             f"ip daddr {{ {dst} }} drop")
+    _nft("\n".join(lines) + "\n")
 
 
 def dump_logs(nodes, dest):

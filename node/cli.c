@@ -172,6 +172,72 @@ static int cmd_ping(int argc, char **argv) {
   return CLI_OK;
 }
 
+static int cmd_members(int argc, char **argv) {
+  static const char usage[] = "gureum members [--node HOST:PORT] [--json]";
+  cli_args_t a;
+  int rv = cli_parse(argc, argv, usage,
+                     "List the cluster's members as this node sees them: name, address, roles,\n"
+                     "state (alive, suspect, dead, left), incarnation and the time of the last change.",
+                     NULL, 0, 0, &a);
+  if (rv) return rv < 0 ? CLI_OK : rv;
+  json_t *j;
+  if ((rv = cli_call(&a, "GET", "/v1/members", NULL, &j)) != CLI_OK) return rv;
+  if (a.json) {
+    cli_print_json(j);
+  } else {
+    printf("%-16s %-22s %-8s %-5s %-24s %s\n", "NAME", "ADDRESS", "STATE", "INC", "SINCE", "ROLES");
+    size_t i;
+    json_t *m;
+    json_array_foreach(j, i, m) {
+      char roles[128] = "";
+      size_t k;
+      json_t *r;
+      json_array_foreach(json_object_get(m, "roles"), k, r) {
+        size_t l = strlen(roles);
+        snprintf(roles + l, sizeof roles - l, "%s%s", l ? "," : "", json_string_value(r));
+      }
+      printf("%-16s %-22s %-8s %-5lld %-24s %s\n", json_string_value(json_object_get(m, "name")),
+             json_string_value(json_object_get(m, "address")),
+             json_string_value(json_object_get(m, "state")),
+             (long long)json_integer_value(json_object_get(m, "incarnation")),
+             json_string_value(json_object_get(m, "since")), roles);
+    }
+  }
+  json_decref(j);
+  return CLI_OK;
+}
+
+static int cmd_roles(int argc, char **argv) {
+  static const char usage[] = "gureum roles set ROLE[,ROLE...] [--node HOST:PORT] [--json]";
+  cli_args_t a;
+  int rv = cli_parse(argc, argv, usage,
+                     "Change the roles a running node serves (storage, edge, balancer, dns,\n"
+                     "pipeline); the node starts and stops them and tells the cluster.",
+                     NULL, 2, 2, &a);
+  if (rv) return rv < 0 ? CLI_OK : rv;
+  if (strcmp(a.pos[0], "set") != 0) return cli_usage_error(usage, "unknown subcommand '%s'", a.pos[0]);
+  json_t *roles = json_array();
+  char *csv = strdup(a.pos[1]), *save = NULL;
+  for (char *t = strtok_r(csv, ",", &save); t; t = strtok_r(NULL, ",", &save))
+    json_array_append_new(roles, json_string(t));
+  free(csv);
+  json_t *body = json_pack("{s:o}", "roles", roles), *j;
+  rv = cli_call(&a, "POST", "/v1/roles", body, &j);
+  json_decref(body);
+  if (rv != CLI_OK) return rv;
+  if (a.json) {
+    cli_print_json(j);
+  } else {
+    printf("%s now serves:", json_string_value(json_object_get(j, "name")));
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(j, "roles"), i, r) printf(" %s", json_string_value(r));
+    printf("\n");
+  }
+  json_decref(j);
+  return CLI_OK;
+}
+
 static int cmd_config(int argc, char **argv) {
   static const char usage[] = "gureum config defaults | gureum config check FILE";
   if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -207,6 +273,8 @@ static int cmd_version(int argc, char **argv) {
 
 const cli_cmd_t cli_commands[] = {
     {"status", cmd_status, "show a node's status and endpoints"},
+    {"members", cmd_members, "list the cluster's members and their state"},
+    {"roles", cmd_roles, "change a running node's roles: roles set r1,r2"},
     {"ping", cmd_ping, "ping a peer over the cluster RPC"},
     {"config", cmd_config, "print defaults or check a config file"},
     {"version", cmd_version, "print the version"},

@@ -88,7 +88,7 @@ static void test_defaults(void **state) {
   assert_int_equal(c.gossip_probe_interval_ms, 500);
   assert_int_equal(c.gossip_probe_timeout_ms, 250);
   assert_int_equal(c.gossip_indirect_checks, 3);
-  assert_int_equal(c.gossip_suspicion_mult, 4);
+  assert_int_equal(c.gossip_suspicion_mult, 5);
   assert_int_equal(c.gossip_suspicion_max_mult, 6);
   assert_int_equal(c.gossip_retransmit_mult, 4);
   assert_int_equal(c.gossip_interval_ms, 100);
@@ -159,7 +159,7 @@ static void test_full_file(void **state) {
           "  probe_interval_ms: 1000\n"
           "  probe_timeout_ms: 400\n"
           "  indirect_checks: 0\n"
-          "  suspicion_mult: 5\n"
+          "  suspicion_mult: 7\n"
           "  suspicion_max_mult: 7\n"
           "  retransmit_mult: 3\n"
           "  interval_ms: 200\n"
@@ -197,7 +197,7 @@ static void test_full_file(void **state) {
   assert_int_equal(c.gossip_probe_interval_ms, 1000);
   assert_int_equal(c.gossip_probe_timeout_ms, 400);
   assert_int_equal(c.gossip_indirect_checks, 0);
-  assert_int_equal(c.gossip_suspicion_mult, 5);
+  assert_int_equal(c.gossip_suspicion_mult, 7);
   assert_int_equal(c.gossip_suspicion_max_mult, 7);
   assert_int_equal(c.gossip_retransmit_mult, 3);
   assert_int_equal(c.gossip_interval_ms, 200);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "gossip.h"
 #include "log.h"
 #include "proto/envelope.pb-c.h"
 
@@ -96,13 +97,21 @@ static void node_flush_done(void *arg, int cancelled) {
 static void node_admin_closed(void *arg) {
   node_t *n = arg;
   n->admin = NULL;
-  rpc_close(n->rpc);
+  rpc_close(n->rpc); /* completes every in-flight call, so gossip can go next */
   n->rpc = NULL;
+  gossip_free(n->gossip);
+  n->gossip = NULL;
   if (!n->store) {
     node_flush_done(n, 1);
     return;
   }
   if (store_submit(&n->loop, node_flush_work, node_flush_done, n) != 0) node_flush_done(n, 1);
+}
+
+static void node_left(void *arg) {
+  node_t *n = arg;
+  if (n->admin) admin_close(n->admin, node_admin_closed, n);
+  else node_admin_closed(n);
 }
 
 static void node_on_deadline(uv_timer_t *t) {
@@ -119,14 +128,67 @@ void node_stop(node_t *n, int exit_code) {
   log_info("node", "stopping", "deadline_s=%d", n->cfg.shutdown_timeout_s);
   uv_timer_start(&n->deadline, node_on_deadline, (uint64_t)n->cfg.shutdown_timeout_s * 1000, 0);
   uv_unref((uv_handle_t *)&n->deadline);
-  if (n->admin) admin_close(n->admin, node_admin_closed, n);
-  else node_admin_closed(n);
+  /* Leave the cluster first (peers then show `left`, not `dead`), then close the doors. */
+  if (n->gossip && exit_code == 0) gossip_leave(n->gossip, node_left, n);
+  else node_left(n);
 }
 
 static void node_on_signal(uv_signal_t *s, int signum) {
   node_t *n = s->data;
   log_info("node", "signal", "signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   node_stop(n, 0);
+}
+
+/* ---- roles ---- */
+
+int node_set_roles(node_t *n, const char *csv, char *err, size_t errlen) {
+  config_t next = n->cfg;
+  if (config_set(&next, "roles", csv, "roles", err, errlen) != 0) return -1;
+  /* Role services plug in here as the roles are built; until then a role is metadata that
+   * peers (DNS answers, balancer targets, placement) read from gossip. */
+  for (int i = 0; i < next.nroles; i++)
+    if (!config_has_role(&n->cfg, next.roles[i]))
+      log_info("node", "role_started", "role=%s", next.roles[i]);
+  for (int i = 0; i < n->cfg.nroles; i++)
+    if (!config_has_role(&next, n->cfg.roles[i]))
+      log_info("node", "role_stopped", "role=%s", n->cfg.roles[i]);
+  n->cfg.nroles = next.nroles;
+  memcpy(n->cfg.roles, next.roles, sizeof next.roles);
+  if (n->gossip) gossip_announce(n->gossip);
+  return 0;
+}
+
+/* POST /v1/roles {"roles": ["storage", "dns"]} */
+static void node_admin_roles(node_t *n, http_req_t *req, void *arg) {
+  (void)arg;
+  json_error_t je;
+  json_t *body = json_loadb(req->body, req->body_len, 0, &je);
+  json_t *roles = body ? json_object_get(body, "roles") : NULL;
+  if (!json_is_array(roles)) {
+    json_decref(body);
+    admin_reply_error(req, 400, "InvalidRequest", "body must be {\"roles\": [\"storage\", ...]}");
+    return;
+  }
+  char csv[256] = "", err[256];
+  size_t i;
+  json_t *v;
+  json_array_foreach(roles, i, v) {
+    if (!json_is_string(v)) {
+      json_decref(body);
+      admin_reply_error(req, 400, "InvalidRequest", "roles[%zu] is not a string", i);
+      return;
+    }
+    size_t l = strlen(csv);
+    snprintf(csv + l, sizeof csv - l, "%s%s", l ? "," : "", json_string_value(v));
+  }
+  json_decref(body);
+  if (node_set_roles(n, csv, err, sizeof err) != 0) {
+    admin_reply_error(req, 400, "InvalidRoles", "%s", err);
+    return;
+  }
+  json_t *out = json_array();
+  for (int r = 0; r < n->cfg.nroles; r++) json_array_append_new(out, json_string(n->cfg.roles[r]));
+  admin_reply_json(req, 200, json_pack("{s:s,s:o}", "name", n->cfg.name, "roles", out));
 }
 
 /* ---- start ---- */
@@ -162,8 +224,10 @@ static int node_start_services(node_t *n, char *err, size_t errlen) {
   snprintf(url, sizeof url, "tcp://%s:%d", n->cfg.bind, n->cfg.rpc_port);
   if (rpc_listen(n->rpc, url, err, errlen) != 0) return -1;
   n->admin = admin_new(n);
+  admin_route(n->admin, "POST", "/v1/roles", node_admin_roles, NULL);
   if (admin_listen(n->admin, n->cfg.bind, n->cfg.admin_port, err, errlen) != 0) return -1;
-  return 0;
+  n->gossip = gossip_new(n);
+  return gossip_start(n->gossip);
 }
 
 int node_run(const config_t *cfg) {

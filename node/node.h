@@ -12,6 +12,7 @@
 #include "store.h"
 
 typedef struct admin_s admin_t;
+typedef struct gossip_s gossip_t;
 
 typedef struct node_s {
   uv_loop_t loop;
@@ -23,6 +24,7 @@ typedef struct node_s {
   store_t *store;
   rpc_t *rpc;
   admin_t *admin;
+  gossip_t *gossip;
   uv_signal_t sig_term, sig_int;
   uv_timer_t deadline;
   int stopping;
@@ -37,5 +39,9 @@ int node_run(const config_t *cfg);
 void node_stop(node_t *n, int exit_code);
 
 uint64_t node_uptime_s(const node_t *n);
+
+/* Replace the roles this node serves (validated names); starts/stops the role services and
+ * announces the change to the cluster. Returns 0, or -1 with a message in err. */
+int node_set_roles(node_t *n, const char *csv, char *err, size_t errlen);
 
 #endif
