@@ -14,7 +14,9 @@ PKGS=(
   # unit tests
   libcmocka-dev
   # cluster tests and benchmarks
-  python3 python3-venv python3-pip iproute2 nftables procps curl serf
+  python3 python3-venv python3-pip iproute2 nftables procps curl
+  # benchmark peers
+  serf etcd-server etcd-client
 )
 
 missing=()

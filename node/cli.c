@@ -238,6 +238,128 @@ static int cmd_roles(int argc, char **argv) {
   return CLI_OK;
 }
 
+static int cmd_raft(int argc, char **argv) {
+  static const char usage[] = "gureum raft status [--node HOST:PORT] [--json]";
+  cli_args_t a;
+  int rv = cli_parse(argc, argv, usage,
+                     "Show the control plane: leader, term, commit and applied index, and each\n"
+                     "member's Raft role (voter, standby, spare).",
+                     NULL, 1, 1, &a);
+  if (rv) return rv < 0 ? CLI_OK : rv;
+  if (strcmp(a.pos[0], "status") != 0) return cli_usage_error(usage, "unknown subcommand '%s'", a.pos[0]);
+  json_t *j;
+  if ((rv = cli_call(&a, "GET", "/v1/raft/status", NULL, &j)) != CLI_OK) return rv;
+  if (a.json) {
+    cli_print_json(j);
+  } else {
+    const char *leader = json_string_value(json_object_get(j, "leader"));
+    printf("this node:     %s (%s)\nleader:        %s\nterm:          %lld\n"
+           "commit index:  %lld\napplied index: %lld\nmembers:\n",
+           json_string_value(json_object_get(j, "name")), json_string_value(json_object_get(j, "state")),
+           leader && *leader ? leader : "(none)", (long long)json_integer_value(json_object_get(j, "term")),
+           (long long)json_integer_value(json_object_get(j, "commit_index")),
+           (long long)json_integer_value(json_object_get(j, "applied_index")));
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(j, "members"), i, m)
+        printf("  %-16s %-8s %s\n", json_string_value(json_object_get(m, "name")),
+               json_string_value(json_object_get(m, "role")), json_string_value(json_object_get(m, "address")));
+  }
+  json_decref(j);
+  return CLI_OK;
+}
+
+/* Keys go into URL paths: escape everything but unreserved characters and '/'. */
+static void cli_escape(const char *in, char *out, size_t outlen) {
+  size_t o = 0;
+  for (; *in && o + 4 < outlen; in++) {
+    unsigned char ch = (unsigned char)*in;
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+        strchr("-._~/", ch))
+      out[o++] = (char)ch;
+    else
+      o += (size_t)snprintf(out + o, outlen - o, "%%%02X", ch);
+  }
+  out[o] = 0;
+}
+
+static int cmd_state(int argc, char **argv) {
+  static const char usage[] =
+      "gureum state put NS/KEY VALUE [--expect REV] | get NS/KEY [--stale] | list NS/ [--stale] |\n"
+      "       delete NS/KEY [--expect REV]   [--node HOST:PORT] [--json]";
+  const char *expect = NULL, *stale = NULL;
+  cli_flag_t flags[] = {{"--expect", 1, &expect}, {"--stale", 0, &stale}, {NULL, 0, NULL}};
+  cli_args_t a;
+  int rv = cli_parse(argc, argv, usage,
+                     "Read and write the cluster's replicated key-value state (for debugging).\n"
+                     "Writes commit through the Raft leader from any node; reads are linearizable\n"
+                     "unless --stale. --expect REV makes a write conditional (0 = must not exist).",
+                     flags, 2, 3, &a);
+  if (rv) return rv < 0 ? CLI_OK : rv;
+  const char *op = a.pos[0];
+  if (expect) {
+    char *end;
+    long long e = strtoll(expect, &end, 10);
+    if (*end || e < 0) return cli_usage_error(usage, "--expect '%s': want a revision >= 0", expect);
+  }
+  char key[1024], path[1200];
+  cli_escape(a.pos[1], key, sizeof key);
+  json_t *j = NULL;
+  if (strcmp(op, "put") == 0) {
+    if (a.npos != 3) return cli_usage_error(usage, "put needs NS/KEY and VALUE");
+    snprintf(path, sizeof path, "/v1/state/%s%s%s", key, expect ? "?expect=" : "", expect ? expect : "");
+    char err[256];
+    httpc_resp_t r;
+    if (httpc_request(a.node, "PUT", path, "application/octet-stream", a.pos[2], strlen(a.pos[2]),
+                      CLI_TIMEOUT_MS, &r, err, sizeof err) != 0) {
+      fprintf(stderr, "gureum: cannot reach node %s: %s\n", a.node, err);
+      return CLI_FAILED;
+    }
+    json_t *body = json_loadb(r.body, r.body_len, 0, NULL);
+    int status = r.status;
+    httpc_resp_free(&r);
+    if (status != 200) {
+      const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+      fprintf(stderr, "gureum: %s\n", msg ? msg : "write failed");
+      json_decref(body);
+      return status == 404 ? CLI_NOTFOUND : status == 400 ? CLI_USAGE : CLI_FAILED;
+    }
+    if (a.json) cli_print_json(body);
+    else printf("revision %lld\n", (long long)json_integer_value(json_object_get(body, "revision")));
+    json_decref(body);
+    return CLI_OK;
+  }
+  if (a.npos != 2) return cli_usage_error(usage, "unexpected argument '%s'", a.pos[2]);
+  if (strcmp(op, "get") == 0) {
+    snprintf(path, sizeof path, "/v1/state/%s%s", key, stale ? "?stale=1" : "");
+    if ((rv = cli_call(&a, "GET", path, NULL, &j)) != CLI_OK) return rv;
+    if (a.json) cli_print_json(j);
+    else printf("%s\n", json_string_value(json_object_get(j, "value")) ? json_string_value(json_object_get(j, "value")) : "");
+  } else if (strcmp(op, "list") == 0) {
+    snprintf(path, sizeof path, "/v1/state?prefix=%s%s", key, stale ? "&stale=1" : "");
+    if ((rv = cli_call(&a, "GET", path, NULL, &j)) != CLI_OK) return rv;
+    if (a.json) {
+      cli_print_json(j);
+    } else {
+      size_t i;
+      json_t *kv;
+      json_array_foreach(json_object_get(j, "kvs"), i, kv)
+          printf("%-40s rev %-8lld %s\n", json_string_value(json_object_get(kv, "key")),
+                 (long long)json_integer_value(json_object_get(kv, "revision")),
+                 json_string_value(json_object_get(kv, "value")) ? json_string_value(json_object_get(kv, "value")) : "");
+    }
+  } else if (strcmp(op, "delete") == 0) {
+    snprintf(path, sizeof path, "/v1/state/%s%s%s", key, expect ? "?expect=" : "", expect ? expect : "");
+    if ((rv = cli_call(&a, "DELETE", path, NULL, &j)) != CLI_OK) return rv;
+    if (a.json) cli_print_json(j);
+    else printf("deleted at revision %lld\n", (long long)json_integer_value(json_object_get(j, "revision")));
+  } else {
+    return cli_usage_error(usage, "unknown subcommand '%s'", op);
+  }
+  json_decref(j);
+  return CLI_OK;
+}
+
 static int cmd_config(int argc, char **argv) {
   static const char usage[] = "gureum config defaults | gureum config check FILE";
   if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -275,6 +397,8 @@ const cli_cmd_t cli_commands[] = {
     {"status", cmd_status, "show a node's status and endpoints"},
     {"members", cmd_members, "list the cluster's members and their state"},
     {"roles", cmd_roles, "change a running node's roles: roles set r1,r2"},
+    {"raft", cmd_raft, "show the control plane: raft status"},
+    {"state", cmd_state, "read and write the replicated state: state put|get|list|delete"},
     {"ping", cmd_ping, "ping a peer over the cluster RPC"},
     {"config", cmd_config, "print defaults or check a config file"},
     {"version", cmd_version, "print the version"},

@@ -107,6 +107,19 @@ static const key_desc_t keys[] = {
           "how long dead or left members are kept before being forgotten"),
     K_INT("gossip.dead_gossip_s", gossip_dead_gossip_s, 1, 3600, "30",
           "how long a dead member is still gossiped about"),
+    K_INT("raft.election_timeout_ms", raft_election_timeout_ms, 50, 600000, "1000",
+          "Raft election timeout (randomised between 1x and 2x); pre-vote is always on"),
+    K_INT("raft.heartbeat_ms", raft_heartbeat_ms, 10, 60000, "100", "leader heartbeat interval"),
+    K_INT("raft.snapshot_threshold", raft_snapshot_threshold, 8, 10000000, "1024",
+          "log entries between automatic snapshots"),
+    K_INT("raft.snapshot_trailing", raft_snapshot_trailing, 0, 10000000, "512",
+          "log entries kept after a snapshot, so slightly lagging nodes catch up without one"),
+    K_INT("raft.dead_voter_timeout_s", raft_dead_voter_timeout_s, 1, 86400, "30",
+          "a voter gossip reports dead this long is replaced by a healthy standby"),
+    K_INT("raft.write_timeout_ms", raft_write_timeout_ms, 100, 600000, "5000",
+          "how long a write or linearizable read waits for a leader and a quorum"),
+    K_INT("raft.max_voters", raft_max_voters, 1, 9, "5",
+          "voters once the cluster has that many nodes (3 below it); the rest are standbys"),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

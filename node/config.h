@@ -56,6 +56,15 @@ typedef struct config_s {
   int gossip_awareness_max;
   int gossip_reap_s;
   int gossip_dead_gossip_s;
+
+  /* raft.*: the control plane (libraft) */
+  int raft_election_timeout_ms;
+  int raft_heartbeat_ms;
+  int raft_snapshot_threshold;
+  int raft_snapshot_trailing;
+  int raft_dead_voter_timeout_s;
+  int raft_write_timeout_ms;
+  int raft_max_voters;
 } config_t;
 
 /* Fill with built-in defaults. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "control.h"
 #include "gossip.h"
 #include "log.h"
 #include "proto/envelope.pb-c.h"
@@ -94,9 +95,22 @@ static void node_flush_done(void *arg, int cancelled) {
   node_close_handles(n);
 }
 
+static void node_admin_closed(void *arg);
+
+/* Raft stops before the cluster RPC, which gossip and forwarding still use until then. */
+static void node_control_closed(void *arg) {
+  node_t *n = arg;
+  n->control = NULL;
+  node_admin_closed(n);
+}
+
 static void node_admin_closed(void *arg) {
   node_t *n = arg;
   n->admin = NULL;
+  if (n->control) {
+    control_close(n->control, node_control_closed, n);
+    return;
+  }
   rpc_close(n->rpc); /* completes every in-flight call, so gossip can go next */
   n->rpc = NULL;
   gossip_free(n->gossip);
@@ -106,6 +120,14 @@ static void node_admin_closed(void *arg) {
     return;
   }
   if (store_submit(&n->loop, node_flush_work, node_flush_done, n) != 0) node_flush_done(n, 1);
+}
+
+static void node_left(void *arg);
+
+static void node_leave_gossip(void *arg) {
+  node_t *n = arg;
+  if (n->gossip && n->exit_code == 0) gossip_leave(n->gossip, node_left, n);
+  else node_left(n);
 }
 
 static void node_left(void *arg) {
@@ -128,9 +150,10 @@ void node_stop(node_t *n, int exit_code) {
   log_info("node", "stopping", "deadline_s=%d", n->cfg.shutdown_timeout_s);
   uv_timer_start(&n->deadline, node_on_deadline, (uint64_t)n->cfg.shutdown_timeout_s * 1000, 0);
   uv_unref((uv_handle_t *)&n->deadline);
-  /* Leave the cluster first (peers then show `left`, not `dead`), then close the doors. */
-  if (n->gossip && exit_code == 0) gossip_leave(n->gossip, node_left, n);
-  else node_left(n);
+  /* Hand over Raft leadership, leave the cluster (peers then show `left`, not `dead`), then
+   * close the doors. */
+  if (n->control && exit_code == 0) control_leave(n->control, node_leave_gossip, n);
+  else node_leave_gossip(n);
 }
 
 static void node_on_signal(uv_signal_t *s, int signum) {
@@ -227,7 +250,9 @@ static int node_start_services(node_t *n, char *err, size_t errlen) {
   admin_route(n->admin, "POST", "/v1/roles", node_admin_roles, NULL);
   if (admin_listen(n->admin, n->cfg.bind, n->cfg.admin_port, err, errlen) != 0) return -1;
   n->gossip = gossip_new(n);
-  return gossip_start(n->gossip);
+  if (gossip_start(n->gossip) != 0) return -1;
+  if (!(n->control = control_new(n, err, errlen))) return -1;
+  return control_start(n->control, err, errlen);
 }
 
 int node_run(const config_t *cfg) {

@@ -13,6 +13,7 @@
 
 typedef struct admin_s admin_t;
 typedef struct gossip_s gossip_t;
+typedef struct control_s control_t;
 
 typedef struct node_s {
   uv_loop_t loop;
@@ -25,6 +26,7 @@ typedef struct node_s {
   rpc_t *rpc;
   admin_t *admin;
   gossip_t *gossip;
+  control_t *control;
   uv_signal_t sig_term, sig_int;
   uv_timer_t deadline;
   int stopping;
