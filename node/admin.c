@@ -63,6 +63,8 @@ static json_t *admin_endpoints(node_t *n) {
   json_object_set_new(e, "metrics", json_string(url));
   snprintf(url, sizeof url, "tcp://%s", n->rpc_addr);
   json_object_set_new(e, "rpc", json_string(url));
+  snprintf(url, sizeof url, "tcp://%s:%d", ip, n->cfg.raft_port);
+  json_object_set_new(e, "raft", json_string(url));
   return e;
 }
 

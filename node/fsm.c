@@ -255,10 +255,7 @@ static int fsm_apply_cmd(fsm_t *f, const Gureum__StateCommand *cmd, uint64_t ind
   return 0;
 }
 
-static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result) {
-  fsm_t *f = rf->data;
-  /* libraft 0.15 does not pass the index: it is the one after the last applied entry. */
-  uint64_t index = raft_last_applied(f->raft) + 1;
+int fsm_apply_at(fsm_t *f, const struct raft_buffer *buf, uint64_t index, fsm_result_t **result) {
   fsm_result_t *res = &f->results[index % FSM_RESULTS];
   memset(res, 0, sizeof *res);
   *result = res;
@@ -275,6 +272,12 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
   int rv = fsm_apply_cmd(f, cmd, index, res);
   gureum__state_command__free_unpacked(cmd, NULL);
   return rv;
+}
+
+static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result) {
+  fsm_t *f = rf->data;
+  /* libraft 0.15 does not pass the index: it is the one after the last applied entry. */
+  return fsm_apply_at(f, buf, raft_last_applied(f->raft) + 1, (fsm_result_t **)result);
 }
 
 /* ---- snapshots ---- */

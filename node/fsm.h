@@ -50,6 +50,9 @@ void fsm_list_free(Gureum__StateKV **kvs, size_t n);
 int fsm_watch(fsm_t *f, const char *prefix, uint64_t from, state_watch_fn fn, void *arg);
 void fsm_unwatch(fsm_t *f, int id);
 
+/* Apply one encoded command as log entry `index` (what libraft's apply does; tests use it). */
+int fsm_apply_at(fsm_t *f, const struct raft_buffer *buf, uint64_t index, fsm_result_t **result);
+
 /* Encode a command for raft_apply (buffer from raft_malloc). */
 int fsm_encode(const Gureum__StateCommand *cmd, struct raft_buffer *buf);
 
