@@ -10,7 +10,7 @@ PKGS=(
   build-essential cmake pkg-config protobuf-c-compiler
   # product libraries
   libuv1-dev libnng-dev librocksdb-dev libprotobuf-c-dev libyaml-dev libssl-dev
-  libhttp-parser-dev libjansson-dev libraft-dev
+  libhttp-parser-dev libjansson-dev libraft-dev libxml2-dev
   # unit tests
   libcmocka-dev
   # cluster tests and benchmarks

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "role.h"
 #include "proto/envelope.pb-c.h"
 
 typedef struct admin_route_s {
@@ -65,6 +66,8 @@ static json_t *admin_endpoints(node_t *n) {
   json_object_set_new(e, "rpc", json_string(url));
   snprintf(url, sizeof url, "tcp://%s:%d", ip, n->cfg.raft_port);
   json_object_set_new(e, "raft", json_string(url));
+  for (int i = 0; role_registry[i] && i < 8; i++)
+    if (n->roles[i].state && role_registry[i]->endpoints) role_registry[i]->endpoints(n->roles[i].state, e);
   return e;
 }
 

@@ -120,6 +120,15 @@ static const key_desc_t keys[] = {
           "how long a write or linearizable read waits for a leader and a quorum"),
     K_INT("raft.max_voters", raft_max_voters, 1, 9, "5",
           "voters once the cluster has that many nodes (3 below it); the rest are standbys"),
+    K_INT("s3.port", s3_port, 1, 65535, "9000", "S3 API port (storage role)"),
+    K_INT("s3.website_port", s3_website_port, 1, 65535, "9080", "static website port (storage role)"),
+    K_STR("s3.domain", s3_domain, 1, "s3.localhost", NULL,
+          "virtual-hosted-style requests: Host BUCKET.<domain>"),
+    K_STR("s3.website_domain", s3_website_domain, 1, "website.localhost", NULL,
+          "website requests: Host BUCKET.<domain> (or a bucket named like the host)"),
+    K_STR("s3.region", s3_region, 1, "us-east-1", NULL, "region name clients sign requests for"),
+    K_INT("s3.max_skew_s", s3_max_skew_s, 1, 86400, "900",
+          "signed requests further than this from our clock are RequestTimeTooSkewed"),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -65,6 +65,14 @@ typedef struct config_s {
   int raft_dead_voter_timeout_s;
   int raft_write_timeout_ms;
   int raft_max_voters;
+
+  /* s3.*: the storage role's S3 API and static website endpoint */
+  int s3_port;
+  int s3_website_port;
+  char s3_domain[128];         /* virtual-hosted style: BUCKET.<domain> */
+  char s3_website_domain[128]; /* websites: BUCKET.<website domain> */
+  char s3_region[32];
+  int s3_max_skew_s;
 } config_t;
 
 /* Fill with built-in defaults. */

@@ -16,6 +16,7 @@
 #include "admin.h"
 #include "control.h"
 #include "gossip.h"
+#include "role.h"
 #include "log.h"
 #include "proto/envelope.pb-c.h"
 
@@ -130,11 +131,13 @@ static void node_leave_gossip(void *arg) {
   else node_left(n);
 }
 
-static void node_left(void *arg) {
+static void node_roles_stopped(void *arg) {
   node_t *n = arg;
   if (n->admin) admin_close(n->admin, node_admin_closed, n);
   else node_admin_closed(n);
 }
+
+static void node_left(void *arg) { node_stop_roles(arg, node_roles_stopped, arg); }
 
 static void node_on_deadline(uv_timer_t *t) {
   node_t *n = t->data;
@@ -167,18 +170,58 @@ static void node_on_signal(uv_signal_t *s, int signum) {
 int node_set_roles(node_t *n, const char *csv, char *err, size_t errlen) {
   config_t next = n->cfg;
   if (config_set(&next, "roles", csv, "roles", err, errlen) != 0) return -1;
-  /* Role services plug in here as the roles are built; until then a role is metadata that
-   * peers (DNS answers, balancer targets, placement) read from gossip. */
-  for (int i = 0; i < next.nroles; i++)
-    if (!config_has_role(&n->cfg, next.roles[i]))
-      log_info("node", "role_started", "role=%s", next.roles[i]);
-  for (int i = 0; i < n->cfg.nroles; i++)
-    if (!config_has_role(&next, n->cfg.roles[i]))
-      log_info("node", "role_stopped", "role=%s", n->cfg.roles[i]);
+  /* Roles with a service (roles/registry.c) start or stop now; every role is also metadata
+   * that peers (DNS answers, balancer targets, placement) read from gossip. */
+  log_info("node", "roles_set", "roles=%s", csv);
   n->cfg.nroles = next.nroles;
   memcpy(n->cfg.roles, next.roles, sizeof next.roles);
+  node_sync_roles(n);
   if (n->gossip) gossip_announce(n->gossip);
   return 0;
+}
+
+/* ---- role services ---- */
+
+static void node_role_stopped(void *arg) {
+  node_t *n = arg;
+  if (--n->roles_stopping > 0 || !n->roles_stopped_cb) return;
+  void (*cb)(void *) = n->roles_stopped_cb;
+  n->roles_stopped_cb = NULL;
+  cb(n->roles_stopped_arg);
+}
+
+static void node_role_stop(node_t *n, int i) {
+  void *st = n->roles[i].state;
+  n->roles[i].state = NULL;
+  n->roles_stopping++;
+  log_info("node", "role_stopping", "role=%s", role_registry[i]->name);
+  role_registry[i]->stop(st, node_role_stopped, n);
+}
+
+void node_sync_roles(node_t *n) {
+  for (int i = 0; role_registry[i] && i < 8; i++) {
+    const role_t *r = role_registry[i];
+    int want = config_has_role(&n->cfg, r->name) && !n->stopping;
+    if (want && !n->roles[i].state) {
+      char err[512];
+      n->roles[i].role = r;
+      if (!(n->roles[i].state = r->start(n, err, sizeof err)))
+        log_error("node", "role_failed", "role=%s error=\"%s\"", r->name, err);
+      else
+        log_info("node", "role_started", "role=%s", r->name);
+    } else if (!want && n->roles[i].state) {
+      node_role_stop(n, i);
+    }
+  }
+}
+
+void node_stop_roles(node_t *n, void (*cb)(void *arg), void *arg) {
+  n->roles_stopped_cb = cb;
+  n->roles_stopped_arg = arg;
+  n->roles_stopping++; /* our own hold, so cb runs once after every stop */
+  for (int i = 0; role_registry[i] && i < 8; i++)
+    if (n->roles[i].state) node_role_stop(n, i);
+  node_role_stopped(n);
 }
 
 /* POST /v1/roles {"roles": ["storage", "dns"]} */
@@ -252,7 +295,9 @@ static int node_start_services(node_t *n, char *err, size_t errlen) {
   n->gossip = gossip_new(n);
   if (gossip_start(n->gossip) != 0) return -1;
   if (!(n->control = control_new(n, err, errlen))) return -1;
-  return control_start(n->control, err, errlen);
+  if (control_start(n->control, err, errlen) != 0) return -1;
+  node_sync_roles(n);
+  return 0;
 }
 
 int node_run(const config_t *cfg) {

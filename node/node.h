@@ -27,6 +27,13 @@ typedef struct node_s {
   admin_t *admin;
   gossip_t *gossip;
   control_t *control;
+  struct {
+    const struct role_s *role;
+    void *state; /* NULL when not running */
+  } roles[8];    /* parallel to role_registry */
+  int roles_stopping;
+  void (*roles_stopped_cb)(void *);
+  void *roles_stopped_arg;
   uv_signal_t sig_term, sig_int;
   uv_timer_t deadline;
   int stopping;
