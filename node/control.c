@@ -66,12 +66,18 @@ struct control_op_s {
   int retry_init;
   struct raft_apply apply;
   struct raft_barrier barrier;
+  uint64_t wait_revision; /* answered OK remotely: hold the answer until applied here */
+  uint8_t *held;          /* the packed response being held */
+  size_t held_len;
   control_done_fn cb;
   void *arg;
   control_op_t *prev, *next;
 };
 
 static void op_run(control_op_t *op);
+static int op_expired(control_op_t *op);
+static void op_fail(control_op_t *op, Gureum__StateResponse__Code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- identity ---- */
 
@@ -109,6 +115,8 @@ static const char *state_name(int s) {
 
 /* ---- answering ---- */
 
+static void op_closed(uv_handle_t *h) { free(h->data); } /* h->data is the op */
+
 static void op_free(control_op_t *op) {
   control_t *c = op->c;
   if (op->prev) op->prev->next = op->next;
@@ -116,11 +124,54 @@ static void op_free(control_op_t *op) {
   if (op->next) op->next->prev = op->prev;
   free(op->key);
   free(op->value);
-  if (op->retry_init) uv_close((uv_handle_t *)&op->retry, (uv_close_cb)free);
+  free(op->held);
+  if (op->retry_init) uv_close((uv_handle_t *)&op->retry, op_closed);
   else free(op);
 }
 
+static void op_hold_cb(uv_timer_t *t);
+
+/* Read-your-writes: a write committed through another node's leadership is answered only once
+ * this node has applied it too, so the caller's next local read sees it. */
+static int op_hold(control_op_t *op, const Gureum__StateResponse *resp) {
+  control_t *c = op->c;
+  if (op->no_forward || op->kind != GUREUM__STATE_REQUEST__KIND__WRITE ||
+      resp->code != GUREUM__STATE_RESPONSE__CODE__OK || resp->revision <= fsm_applied(c->fsm) ||
+      op_expired(op) || c->closing)
+    return 0;
+  op->wait_revision = resp->revision;
+  op->held_len = gureum__state_response__get_packed_size(resp);
+  if (!(op->held = malloc(op->held_len ? op->held_len : 1))) return 0;
+  gureum__state_response__pack(resp, op->held);
+  if (!op->retry_init) {
+    uv_timer_init(c->loop, &op->retry);
+    op->retry.data = op;
+    op->retry_init = 1;
+  }
+  uv_timer_start(&op->retry, op_hold_cb, 2, 2);
+  return 1;
+}
+
+static void op_answer(control_op_t *op, const Gureum__StateResponse *resp);
+
+static void op_hold_cb(uv_timer_t *t) {
+  control_op_t *op = t->data;
+  if (fsm_applied(op->c->fsm) < op->wait_revision && !op_expired(op) && !op->c->closing) return;
+  uv_timer_stop(t);
+  Gureum__StateResponse *r = gureum__state_response__unpack(NULL, op->held_len, op->held);
+  free(op->held);
+  op->held = NULL;
+  op->wait_revision = 0;
+  if (r) {
+    op_answer(op, r);
+    gureum__state_response__free_unpacked(r, NULL);
+  } else {
+    op_fail(op, GUREUM__STATE_RESPONSE__CODE__ERROR, "lost the leader's answer");
+  }
+}
+
 static void op_answer(control_op_t *op, const Gureum__StateResponse *resp) {
+  if (!op->answered && !op->wait_revision && op_hold(op, resp)) return;
   if (!op->answered) {
     op->answered = 1;
     op->cb(op->arg, resp);
@@ -128,8 +179,6 @@ static void op_answer(control_op_t *op, const Gureum__StateResponse *resp) {
   if (!op->raft_busy) op_free(op);
 }
 
-static void op_fail(control_op_t *op, Gureum__StateResponse__Code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 static void op_fail(control_op_t *op, Gureum__StateResponse__Code code, const char *fmt, ...) {
   char msg[256];
   va_list ap;
@@ -400,6 +449,8 @@ void control_list(control_t *c, const char *prefix, int stale, uint32_t limit, c
 int control_watch(control_t *c, const char *prefix, uint64_t from, state_watch_fn fn, void *arg) {
   return fsm_watch(c->fsm, prefix, from, fn, arg);
 }
+
+void control_unwatch(control_t *c, int id) { fsm_unwatch(c->fsm, id); }
 
 /* MSG_RAFT_FORWARD on the leader: run the operation here and answer the forwarding node. */
 static void control_forward_reply(void *arg, const Gureum__StateResponse *resp) {

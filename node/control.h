@@ -32,6 +32,7 @@ void control_list(control_t *c, const char *prefix, int stale, uint32_t limit, c
                   void *arg);
 /* Every applied change under `prefix` after revision `from`, on this node, in order. */
 int control_watch(control_t *c, const char *prefix, uint64_t from, state_watch_fn fn, void *arg);
+void control_unwatch(control_t *c, int id);
 
 /* Before a graceful stop: hand leadership to another voter if we hold it; cb when done. */
 void control_leave(control_t *c, void (*cb)(void *arg), void *arg);
