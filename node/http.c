@@ -1,5 +1,11 @@
 /* http.c - HTTP/1.1 server on libuv, parsed by http-parser: keep-alive, pipelining answered
- * in order, size limits, idle timeouts, one-shot and streaming (chunked) responses. */
+ * in order, size limits, idle timeouts, one-shot and streaming (chunked) responses, request
+ * bodies buffered whole or streamed to the handler with back-pressure.
+ *
+ * Streaming works by feeding the parser only while the handler wants body bytes: on_body
+ * records the piece and pauses the parser, and conn_process hands it over outside the
+ * parser. Unparsed input stays in the connection's read buffer and the socket is not read
+ * again until that buffer is used up, so a paused handler holds at most one read's worth. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -21,6 +27,9 @@
 #define HTTP_DEFAULT_MAX_BODY ((size_t)1 << 20)
 #define HTTP_DEFAULT_MAX_HEADER ((size_t)64 << 10)
 #define HTTP_DEFAULT_IDLE_MS 60000
+/* A streamed request answered early keeps its connection if at most this much of its body
+ * is left to read and drop; more is cheaper to cut off by closing. */
+#define HTTP_DISCARD_MAX ((size_t)256 << 10)
 
 /* ---- small buffers ------------------------------------------------------------------- */
 
@@ -105,6 +114,8 @@ struct http_server_s {
   char *server_name;
   http_handler_fn handler;
   void *arg;
+  http_headers_fn on_headers; /* picks buffered or streamed bodies; NULL = always buffered */
+  void *on_headers_arg;
   http_conn_t *conns; /* connections whose handles are still open */
   size_t nconns;
   int closing;
@@ -125,6 +136,19 @@ typedef struct req_impl_s {
   int in_value;               /* last header callback was a value */
   int is_head;
   int http10;
+  /* streamed body (stream = 1) */
+  int stream;
+  int has_body;         /* chunked or Content-Length > 0 */
+  int chunked;
+  int continue_pending; /* Expect: 100-continue not answered yet */
+  unsigned long long content_length; /* declared; meaningless when chunked */
+  http_body_fn body_fn;
+  void *body_arg;
+  int body_paused;
+  int body_done;    /* the parser reached the end of this request's body */
+  int body_ended;   /* the last (or aborted) call was made: no more calls */
+  int body_aborted; /* the connection died before the body ended */
+  uv_idle_t *kick;  /* schedules delivery from the loop; owned, closed with the request */
   /* response */
   int res_started, res_head_sent, res_chunked, res_nobody;
   int res_status;
@@ -134,6 +158,7 @@ typedef struct req_impl_s {
 } req_impl_t;
 
 struct http_conn_s {
+  uv_loop_t *loop;
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_shutdown_t shutdown_req;
@@ -145,9 +170,17 @@ struct http_conn_s {
   size_t in_off, in_len, in_cap;
   req_impl_t *cur;    /* request being parsed */
   req_impl_t *active; /* request with the handler, not answered yet */
+  req_impl_t *body_req; /* == active while its streamed body is still being delivered */
+  const char *seg;      /* body piece parsed, not yet delivered (points into `in`) */
+  size_t seg_len;
+  int dispatch;   /* the parser paused to hand c->cur to the handler */
+  int discarding; /* dropping the rest of the body of a streamed request already answered */
   size_t hdr_bytes;
   int err_status; /* set by a parser callback that rejects the request */
   int nwrites;    /* uv_write requests in flight */
+  size_t queued;  /* bytes handed to uv_write and not yet written */
+  void (*drain_cb)(void *arg); /* http_res_wait_drain: run when `queued` falls low */
+  void *drain_arg;
   int handles;    /* open uv handles (tcp + timer) */
   int reading, closing, in_process, close_after_write, shutting, lingering, peer_eof;
 };
@@ -156,12 +189,16 @@ typedef struct wreq_s {
   uv_write_t req;
   http_conn_t *conn;
   char *buf;
+  size_t len;
 } wreq_t;
 
 static void conn_process(http_conn_t *c);
 static void conn_close(http_conn_t *c);
 static void conn_write(http_conn_t *c, char *buf, size_t len);
 static void srv_maybe_done(http_server_t *s);
+static void conn_read_stop(http_conn_t *c);
+static void conn_touch(http_conn_t *c);
+static void conn_drain_notify(http_conn_t *c);
 
 /* ---- status text and dates ----------------------------------------------------------- */
 
@@ -297,6 +334,8 @@ static req_impl_t *req_new(http_conn_t *c) {
   return ri;
 }
 
+static void on_kick_close(uv_handle_t *h) { free(h); }
+
 static void req_free(req_impl_t *ri) {
   if (!ri) return;
   free(ri->pub.url);
@@ -310,6 +349,9 @@ static void req_free(req_impl_t *ri) {
   free(ri->pub.body);
   free(ri->res_ctype);
   free(ri->res_hdrs.p);
+  /* The handle outlives the request until its close callback; stopping it here means no
+   * delivery can reach a request that is gone. */
+  if (ri->kick) uv_close((uv_handle_t *)ri->kick, on_kick_close);
   free(ri);
 }
 
@@ -359,6 +401,11 @@ static int req_parse_url(req_impl_t *ri, int is_connect) {
 
 /* ---- parser callbacks ---------------------------------------------------------------- */
 
+static void conn_send_continue(http_conn_t *c) {
+  static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  conn_write(c, xstrndup(cont, sizeof cont - 1), sizeof cont - 1);
+}
+
 /* Count header bytes against max_header; past it the request is answered with 431. */
 static int hdr_account(http_conn_t *c, size_t n) {
   c->hdr_bytes += n;
@@ -387,6 +434,7 @@ static int on_url(http_parser *p, const char *at, size_t n) {
 static int on_header_field(http_parser *p, const char *at, size_t n) {
   http_conn_t *c = p->data;
   req_impl_t *ri = c->cur;
+  if (!ri) return 0; /* trailer of a streamed body: the handler already has the request */
   http_req_t *r = &ri->pub;
   /* A field after a value (or the very first one) starts a new header; otherwise the
    * parser split one name across reads and we keep appending. */
@@ -410,7 +458,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
 static int on_header_value(http_parser *p, const char *at, size_t n) {
   http_conn_t *c = p->data;
   req_impl_t *ri = c->cur;
-  if (ri->pub.nheaders == 0) return 0;
+  if (!ri || ri->pub.nheaders == 0) return 0;
   if (hdr_account(c, n) != 0) return -1;
   str_append(&ri->pub.headers[ri->pub.nheaders - 1].value, &ri->value_len, at, n);
   ri->in_value = 1;
@@ -431,35 +479,56 @@ static int on_headers_complete(http_parser *p) {
     return -1;
   }
   int has_length = (p->flags & F_CONTENTLENGTH) && p->content_length != ULLONG_MAX;
+  ri->chunked = (p->flags & F_CHUNKED) != 0;
+  ri->content_length = has_length && !ri->chunked ? p->content_length : 0;
+  ri->has_body = ri->chunked || ri->content_length > 0;
+  const char *expect = http_req_header(r, "Expect");
+  int wants_continue =
+      expect && strcasecmp(expect, "100-continue") == 0 && !ri->http10 && ri->has_body;
+  r->body = xstrndup("", 0);
+  ri->body_cap = 1;
+  if (c->srv->on_headers && c->srv->on_headers(r, c->srv->on_headers_arg) == HTTP_BODY_STREAM) {
+    /* Hand the request over before its body: pausing here returns from the parser right
+     * at the body, which is then fed to it only as fast as the handler takes it. */
+    ri->stream = 1;
+    ri->continue_pending = wants_continue;
+    c->dispatch = 1;
+    http_parser_pause(p, 1);
+    return 0;
+  }
   if (has_length && p->content_length > c->srv->max_body) {
     c->err_status = 413;
     return -1;
   }
   if (has_length && p->content_length > 0) {
     ri->body_cap = (size_t)p->content_length + 1;
-    r->body = xrealloc(NULL, ri->body_cap);
+    r->body = xrealloc(r->body, ri->body_cap);
   }
   /* Clients that sent Expect: 100-continue wait for this before the body. Nothing else is
    * queued ahead of it: parsing only runs once the previous response is queued. */
-  const char *expect = http_req_header(r, "Expect");
-  if (expect && strcasecmp(expect, "100-continue") == 0 && !ri->http10 &&
-      ((has_length && p->content_length > 0) || (p->flags & F_CHUNKED))) {
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    conn_write(c, xstrndup(cont, sizeof cont - 1), sizeof cont - 1);
-  }
+  if (wants_continue) conn_send_continue(c);
   return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t n) {
   http_conn_t *c = p->data;
+  if (c->discarding || n == 0) return 0;
+  if (c->body_req) {
+    /* Streamed: stop the parser so conn_process can deliver this piece outside it. */
+    c->seg = at;
+    c->seg_len = n;
+    http_parser_pause(p, 1);
+    return 0;
+  }
   req_impl_t *ri = c->cur;
+  if (!ri) return 0;
   http_req_t *r = &ri->pub;
   if (r->body_len + n > c->srv->max_body) {
     c->err_status = 413;
     return -1;
   }
   if (r->body_len + n + 1 > ri->body_cap) {
-    size_t cap = ri->body_cap ? ri->body_cap : 4096;
+    size_t cap = ri->body_cap > 1 ? ri->body_cap : 4096;
     while (cap < r->body_len + n + 1) cap *= 2;
     r->body = xrealloc(r->body, cap);
     ri->body_cap = cap;
@@ -474,11 +543,20 @@ static int on_body(http_parser *p, const char *at, size_t n) {
  * to the handler and parses any pipelined bytes only once it has been answered. */
 static int on_message_complete(http_parser *p) {
   http_conn_t *c = p->data;
-  req_impl_t *ri = c->cur;
-  if (!ri->pub.body) {
-    ri->pub.body = xstrndup("", 0);
-    ri->body_cap = 1;
+  if (c->discarding) {
+    /* The dropped body is over; the next request may follow in this very buffer. */
+    c->discarding = 0;
+    return 0;
   }
+  if (c->body_req) {
+    /* End of a streamed body: report it, and keep pipelined requests waiting until the
+     * handler has answered. */
+    c->body_req->body_done = 1;
+    http_parser_pause(p, 1);
+    return 0;
+  }
+  if (!c->cur) return 0;
+  c->dispatch = 1;
   http_parser_pause(p, 1);
   return 0;
 }
@@ -519,10 +597,37 @@ static void on_handle_close(uv_handle_t *h) {
   if (s) srv_maybe_done(s);
 }
 
+/* Delivery to a streamed request always comes from the loop (never from inside the call
+ * that asked for it), so handlers need not cope with re-entry from read/resume. */
+static void on_kick(uv_idle_t *h);
+
+static void req_kick(req_impl_t *ri) {
+  if (!ri->kick) {
+    ri->kick = xcalloc(sizeof *ri->kick);
+    uv_idle_init(ri->pub.conn->loop, ri->kick);
+    ri->kick->data = ri;
+  }
+  uv_idle_start(ri->kick, on_kick);
+}
+
+/* The streamed body in progress can no longer complete: the connection is going away. The
+ * handler hears of it (when it next reads) so it can release what it holds. */
+static void conn_body_abort(http_conn_t *c) {
+  req_impl_t *ri = c->body_req;
+  if (!ri) return;
+  c->body_req = NULL;
+  c->seg = NULL;
+  c->seg_len = 0;
+  ri->body_aborted = 1;
+  req_kick(ri);
+}
+
 static void conn_close(http_conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
   c->reading = 0;
+  conn_body_abort(c);
+  conn_drain_notify(c); /* a waiting writer learns the connection is gone (its writes drop) */
   uv_close((uv_handle_t *)&c->tcp, on_handle_close);
   uv_close((uv_handle_t *)&c->timer, on_handle_close);
 }
@@ -533,11 +638,26 @@ static void on_timer(uv_timer_t *t) {
   conn_close(c);
 }
 
+/* A streamed body the handler is ready to take more of. */
+static int conn_wants_body(http_conn_t *c) {
+  req_impl_t *b = c->body_req;
+  return b && b->body_fn && !b->body_paused && !b->body_done;
+}
+
+/* Whether the parser may consume input now: between requests, or inside a streamed body
+ * the handler is reading and not paused (with the last piece already delivered). */
+static int conn_parsing(http_conn_t *c) {
+  if (c->closing || c->close_after_write) return 0;
+  if (c->body_req) return conn_wants_body(c) && c->seg_len == 0;
+  return !c->active;
+}
+
 /* The timer measures lack of progress: it runs unless we are waiting on the handler with
- * nothing left to send, so idle keep-alive clients and stalled readers both get closed. */
+ * nothing left to send, so idle keep-alive clients, stalled uploads and stalled readers all
+ * get closed. */
 static void conn_touch(http_conn_t *c) {
   if (c->closing || c->lingering) return;
-  if (c->active && c->nwrites == 0)
+  if (c->active && c->nwrites == 0 && !conn_wants_body(c))
     uv_timer_stop(&c->timer);
   else
     uv_timer_start(&c->timer, on_timer, (uint64_t)c->srv->idle_ms, 0);
@@ -546,6 +666,13 @@ static void conn_touch(http_conn_t *c) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   http_conn_t *c = h->data;
   (void)suggested;
+  /* Nothing points into the buffer between reads (body pieces are handed over before we
+   * read again), so unparsed bytes can move to the front and the buffer stays one chunk. */
+  if (c->in_off > 0) {
+    memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_len -= c->in_off;
+    c->in_off = 0;
+  }
   if (c->in_cap - c->in_len < HTTP_READ_CHUNK) {
     c->in_cap = c->in_len + HTTP_READ_CHUNK;
     c->in = xrealloc(c->in, c->in_cap);
@@ -612,9 +739,11 @@ static void conn_drained(http_conn_t *c) {
 static void on_write(uv_write_t *req, int status) {
   wreq_t *w = (wreq_t *)req;
   http_conn_t *c = w->conn;
+  c->queued -= w->len;
   free(w->buf);
   free(w);
   c->nwrites--;
+  conn_drain_notify(c);
   if (!c->closing) {
     if (status < 0) {
       log_debug("http", "write_error", "peer=%s err=%s", c->peer, uv_strerror(status));
@@ -637,6 +766,7 @@ static void conn_write(http_conn_t *c, char *buf, size_t len) {
   wreq_t *w = xcalloc(sizeof *w);
   w->conn = c;
   w->buf = buf;
+  w->len = len;
   uv_buf_t b = uv_buf_init(buf, (unsigned)len);
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (rc < 0) {
@@ -646,7 +776,26 @@ static void conn_write(http_conn_t *c, char *buf, size_t len) {
     return;
   }
   c->nwrites++;
+  c->queued += len;
   conn_touch(c);
+}
+
+/* A streaming writer waits for the socket to take most of what it queued: the low-water mark
+ * keeps one piece in flight while the next is produced. */
+#define HTTP_DRAIN_LOW (256u << 10)
+
+static void conn_drain_notify(http_conn_t *c) {
+  if (!c->drain_cb || (c->queued >= HTTP_DRAIN_LOW && !c->closing)) return;
+  void (*cb)(void *) = c->drain_cb;
+  c->drain_cb = NULL;
+  cb(c->drain_arg);
+}
+
+void http_res_wait_drain(http_req_t *r, void (*cb)(void *arg), void *arg) {
+  http_conn_t *c = r->conn;
+  c->drain_cb = cb;
+  c->drain_arg = arg;
+  conn_drain_notify(c);
 }
 
 /* A request we could not parse or accept: answer with `status` and close. */
@@ -677,40 +826,81 @@ static void conn_dispatch(http_conn_t *c) {
   req_impl_t *ri = c->cur;
   c->cur = NULL;
   c->active = ri;
+  if (ri->stream) c->body_req = ri;
   conn_read_stop(c);
   conn_touch(c);
   c->srv->handler(&ri->pub, c->srv->arg);
 }
 
-/* Parse buffered input, one request at a time. Re-entry (a handler answering synchronously
- * from inside dispatch) just returns: the loop below picks up where it left off, so deep
- * pipelines do not recurse. */
+/* Hand the pending body piece, or the end of the body, to the streaming handler. The
+ * callback may answer (freeing the request) or close the connection: the request is not
+ * touched after it, the connection only to drop the piece (its memory lasts at least until
+ * its handles' close callbacks, which cannot run before we return to the loop). The piece
+ * stays counted in http_req_buffered() during the call: it is still in the read buffer. */
+static void conn_deliver_body(http_conn_t *c) {
+  req_impl_t *ri = c->body_req;
+  const char *data = c->seg;
+  size_t len = c->seg_len;
+  int last = 0;
+  if (len == 0) {
+    data = "";
+    last = 1;
+    ri->body_ended = 1;
+    c->body_req = NULL;
+  }
+  ri->body_fn(&ri->pub, data, len, last, ri->body_arg);
+  c->seg = NULL;
+  c->seg_len = 0;
+}
+
+/* Parse buffered input, one request at a time, and feed streamed bodies to their handlers.
+ * Re-entry (a handler answering synchronously from inside dispatch or a body callback) just
+ * returns: the loop below picks up where it left off, so deep pipelines do not recurse. */
 static void conn_process(http_conn_t *c) {
   if (c->in_process) return;
   c->in_process = 1;
-  while (!c->closing && !c->active && !c->close_after_write && c->in_off < c->in_len) {
+  while (!c->closing && !c->close_after_write) {
+    req_impl_t *b = c->body_req;
+    if (b && b->body_fn && !b->body_paused && (c->seg_len > 0 || b->body_done)) {
+      conn_deliver_body(c);
+      continue;
+    }
+    if (!conn_parsing(c) || c->in_off == c->in_len) break;
     size_t avail = c->in_len - c->in_off;
     size_t n = http_parser_execute(&c->parser, &parser_settings, c->in + c->in_off, avail);
     c->in_off += n;
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (c->closing) break;
     if (e == HPE_PAUSED) {
+      /* A request to hand over, or a body piece / body end to deliver at the loop top. */
       http_parser_pause(&c->parser, 0);
-      conn_dispatch(c);
+      if (c->dispatch) {
+        c->dispatch = 0;
+        conn_dispatch(c);
+      }
       continue;
     }
     if (e != HPE_OK || n != avail) {
-      conn_fail(c, parse_error_status(c, e));
+      if (c->body_req) {
+        /* Broken framing inside a streamed body: the handler owns the response, so we
+         * cannot answer 400 in its place; abort the body and drop the connection. */
+        log_debug("http", "bad_body", "peer=%s err=%s", c->peer, http_errno_name(e));
+        conn_close(c);
+      } else {
+        conn_fail(c, parse_error_status(c, e));
+      }
       break;
     }
   }
   if (c->in_off == c->in_len) c->in_off = c->in_len = 0;
   c->in_process = 0;
   if (c->closing) return;
-  if (c->active || c->close_after_write)
-    conn_read_stop(c);
-  else
+  /* Read only when the parser can take it and nothing is left over, so input waiting on a
+   * paused handler (or behind an unanswered request) is never more than one read. */
+  if (conn_parsing(c) && c->in_off == c->in_len)
     conn_read_start(c);
+  else
+    conn_read_stop(c);
   if (!c->close_after_write) conn_touch(c);
 }
 
@@ -732,6 +922,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   if (nread == UV_EOF && !c->lingering && c->nwrites > 0) {
     c->peer_eof = 1;
     c->close_after_write = 1;
+    conn_body_abort(c);
     return;
   }
   if (nread != UV_EOF) log_debug("http", "read_error", "peer=%s err=%s", c->peer, uv_strerror((int)nread));
@@ -758,6 +949,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   if (s->closing) return;
   http_conn_t *c = xcalloc(sizeof *c);
   c->srv = s;
+  c->loop = s->loop;
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
   c->tcp.data = c;
@@ -793,6 +985,14 @@ static int header_ok(const char *s) { return s && !strpbrk(s, "\r\n"); }
 static void req_finish(req_impl_t *ri) {
   http_conn_t *c = ri->pub.conn;
   int keep = ri->pub.keep_alive;
+  if (c->body_req == ri) {
+    /* Answered before its streamed body was all read. res_head kept the connection only if
+     * the rest is small enough to read and drop; the parser is still inside it. */
+    c->body_req = NULL;
+    c->seg = NULL;
+    c->seg_len = 0;
+    if (!ri->body_done && keep) c->discarding = 1;
+  }
   if (c->active == ri) c->active = NULL;
   req_free(ri);
   if (c->closing) {
@@ -808,9 +1008,21 @@ static void req_finish(req_impl_t *ri) {
   conn_process(c);
 }
 
+/* A response to a streamed request whose body has not been fully read: the unread rest is
+ * on the wire ahead of the next request. Keep the connection (and drop the rest, see
+ * req_finish) only when that is cheap and certain: a known small remainder, and no client
+ * waiting on 100 Continue, which may or may not send the body now that it has an answer. */
+static void res_check_unread_body(req_impl_t *ri) {
+  http_conn_t *c = ri->pub.conn;
+  if (c->body_req != ri || ri->body_done || !ri->has_body) return;
+  if (ri->continue_pending || ri->chunked || c->parser.content_length > HTTP_DISCARD_MAX)
+    ri->pub.keep_alive = 0;
+}
+
 static void res_head(req_impl_t *ri, sbuf_t *b) {
   http_conn_t *c = ri->pub.conn;
   int st = ri->res_status;
+  res_check_unread_body(ri);
   sb_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: %s\r\n", st, http_status_text(st),
             srv_date(c->srv), c->srv->server_name);
   if (ri->res_nobody)
@@ -913,6 +1125,74 @@ void http_respond(http_req_t *r, int status, const char *content_type, const voi
   http_res_end(r);
 }
 
+/* ---- streamed request bodies --------------------------------------------------------- */
+
+static void on_kick(uv_idle_t *h) {
+  req_impl_t *ri = h->data;
+  http_conn_t *c = ri->pub.conn;
+  uv_idle_stop(h);
+  if (!ri->body_fn || ri->body_paused || ri->body_ended) return;
+  if (!ri->stream || ri->body_aborted) {
+    /* The whole buffered body, or the news that a streamed one will never complete. The
+     * callback may free the request. */
+    ri->body_ended = 1;
+    if (ri->stream)
+      ri->body_fn(&ri->pub, "", 0, HTTP_BODY_ABORTED, ri->body_arg);
+    else
+      ri->body_fn(&ri->pub, ri->pub.body, ri->pub.body_len, 1, ri->body_arg);
+    return;
+  }
+  if (c->body_req == ri) conn_process(c);
+}
+
+void http_req_read_body(http_req_t *r, http_body_fn fn, void *arg) {
+  req_impl_t *ri = (req_impl_t *)r;
+  http_conn_t *c = r->conn;
+  ri->body_fn = fn;
+  ri->body_arg = arg;
+  ri->body_paused = 0;
+  if (ri->continue_pending) {
+    /* The handler wants the body: only now invite the client to send it. Once a response
+     * has begun the client has its answer and must not get a 100 after it. */
+    ri->continue_pending = 0;
+    if (c->body_req == ri && !ri->res_head_sent) conn_send_continue(c);
+  }
+  req_kick(ri);
+}
+
+void http_req_pause_body(http_req_t *r) {
+  req_impl_t *ri = (req_impl_t *)r;
+  http_conn_t *c = r->conn;
+  ri->body_paused = 1;
+  /* Outside conn_process stop reading at once; inside, it re-decides when it returns. */
+  if (c->body_req == ri && !c->in_process && !c->closing) {
+    conn_read_stop(c);
+    conn_touch(c);
+  }
+}
+
+void http_req_resume_body(http_req_t *r) {
+  req_impl_t *ri = (req_impl_t *)r;
+  if (!ri->body_paused) return;
+  ri->body_paused = 0;
+  if (ri->body_fn) req_kick(ri);
+}
+
+size_t http_req_content_length(const http_req_t *r, int *known) {
+  const req_impl_t *ri = (const req_impl_t *)r;
+  if (!ri->stream) {
+    if (known) *known = 1;
+    return r->body_len;
+  }
+  if (known) *known = !ri->chunked;
+  return ri->chunked ? 0 : (size_t)ri->content_length;
+}
+
+size_t http_req_buffered(const http_req_t *r) {
+  const http_conn_t *c = r->conn;
+  return c->in_len - c->in_off + c->seg_len;
+}
+
 /* ---- server -------------------------------------------------------------------------- */
 
 http_server_t *http_server_new(uv_loop_t *loop, const http_opts_t *opts, http_handler_fn h,
@@ -930,6 +1210,11 @@ http_server_t *http_server_new(uv_loop_t *loop, const http_opts_t *opts, http_ha
   s->listener.data = s;
   s->listener_open = 1;
   return s;
+}
+
+void http_server_on_headers(http_server_t *s, http_headers_fn fn, void *arg) {
+  s->on_headers = fn;
+  s->on_headers_arg = arg;
 }
 
 int http_server_listen(http_server_t *s, const char *ip, int port) {

@@ -11,6 +11,7 @@
 #include <http_parser.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -48,7 +49,19 @@ typedef struct fx_s {
   /* read by the test thread while the loop runs */
   atomic_int held_seen;
   atomic_int late_answered;
+  atomic_int up_started; /* streamed requests handed to up_handler */
+  atomic_int up_aborted; /* streamed bodies that ended with HTTP_BODY_ABORTED */
+  atomic_int loop_errors; /* checks failed on the loop thread (cmocka asserts only here) */
 } fx_t;
+
+/* cmocka's asserts must run on the test thread; the loop thread counts failures instead. */
+#define LOOP_CHECK(f, cond) \
+  do {                      \
+    if (!(cond)) {          \
+      fprintf(stderr, "loop check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
+      atomic_fetch_add(&(f)->loop_errors, 1); \
+    }                       \
+  } while (0)
 
 typedef struct delay_s {
   uv_timer_t timer;
@@ -83,10 +96,168 @@ static void respond_text(http_req_t *r, int status, const char *s) {
   http_respond(r, status, "text/plain", s, strlen(s), NULL);
 }
 
+/* ---- streamed request bodies: handlers under /up/ ------------------------------------ */
+
+#define UP_PIECE_MAX 65536 /* the server's read buffer: nothing should exceed it */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 1099511628211ULL;
+  return h;
+}
+#define FNV_INIT 14695981039346656037ULL
+
+enum { UP_SLOW, UP_ECHO, UP_COUNT, UP_HALF };
+
+typedef struct up_s {
+  fx_t *fx;
+  http_req_t *req;
+  uv_timer_t timer;
+  int kind;
+  int paused;     /* we paused and have not resumed yet */
+  int violations; /* body calls that arrived while paused, or after the end */
+  int ended;
+  int calls;
+  size_t len, maxbuf, maxpiece, half_at;
+  uint64_t sum;
+  char echo[4096];
+  size_t echo_len;
+} up_t;
+
+static void up_closed(uv_handle_t *h) { free(h->data); }
+
+/* Answer and release the state; the request is gone after this. */
+static void up_finish(up_t *u, int status, const char *text) {
+  respond_text(u->req, status, text);
+  u->req = NULL;
+  uv_close((uv_handle_t *)&u->timer, up_closed);
+}
+
+static void up_note_buffered(up_t *u) {
+  size_t b = http_req_buffered(u->req);
+  if (b > u->maxbuf) u->maxbuf = b;
+}
+
+static void up_resume(uv_timer_t *t) {
+  up_t *u = t->data;
+  up_note_buffered(u);
+  u->paused = 0;
+  http_req_resume_body(u->req);
+}
+
+static void up_body(http_req_t *r, const char *data, size_t len, int last, void *arg) {
+  up_t *u = arg;
+  char out[512];
+  LOOP_CHECK(u->fx, r == u->req);
+  if (u->paused || u->ended) u->violations++;
+  u->calls++;
+  if (last == HTTP_BODY_ABORTED) {
+    u->ended = 1;
+    atomic_fetch_add(&u->fx->up_aborted, 1);
+    up_finish(u, 500, "aborted"); /* discarded: nobody is listening */
+    return;
+  }
+  up_note_buffered(u);
+  u->len += len;
+  u->sum = fnv1a(u->sum, data, len);
+  if (len > u->maxpiece) u->maxpiece = len;
+  if (u->echo_len + len < sizeof u->echo) {
+    memcpy(u->echo + u->echo_len, data, len);
+    u->echo_len += len;
+  }
+  if (u->kind == UP_HALF && !last && u->len >= u->half_at) {
+    /* Answer in the middle of the body; the server deals with the rest. */
+    snprintf(out, sizeof out, "got=%zu", u->len);
+    up_finish(u, 200, out);
+    return;
+  }
+  if (last) {
+    int known;
+    size_t cl = http_req_content_length(r, &known);
+    u->ended = 1;
+    if (u->kind == UP_SLOW)
+      snprintf(out, sizeof out, "len=%zu sum=%016llx maxbuf=%zu maxpiece=%zu violations=%d",
+               u->len, (unsigned long long)u->sum, u->maxbuf, u->maxpiece, u->violations);
+    else if (u->kind == UP_COUNT)
+      snprintf(out, sizeof out, "calls=%d len=%zu cl=%zu known=%d violations=%d", u->calls,
+               u->len, cl, known, u->violations);
+    else
+      snprintf(out, sizeof out, "%.*s", (int)u->echo_len, u->echo);
+    up_finish(u, 200, out);
+    return;
+  }
+  if (u->kind == UP_SLOW) {
+    /* As if writing the piece to disk: pause, resume a little later from the loop. */
+    u->paused = 1;
+    http_req_pause_body(r);
+    uv_timer_start(&u->timer, up_resume, (uint64_t)(u->calls % 3), 0);
+  }
+}
+
+static void up_late_read(uv_timer_t *t) {
+  up_t *u = t->data;
+  http_req_read_body(u->req, up_body, u);
+}
+
+static void up_handler(fx_t *f, http_req_t *r) {
+  const char *p = r->path + 4;
+  atomic_fetch_add(&f->up_started, 1);
+  LOOP_CHECK(f, r->body && r->body[0] == '\0' && r->body_len == 0);
+  if (strcmp(p, "deny") == 0) {
+    respond_text(r, 403, "denied"); /* without reading the body */
+    return;
+  }
+  up_t *u = calloc(1, sizeof *u);
+  u->fx = f;
+  u->req = r;
+  u->sum = FNV_INIT;
+  uv_timer_init(&f->loop, &u->timer);
+  u->timer.data = u;
+  if (strcmp(p, "slow") == 0) {
+    u->kind = UP_SLOW;
+  } else if (strcmp(p, "count") == 0) {
+    u->kind = UP_COUNT;
+  } else if (strcmp(p, "half") == 0) {
+    char *n = http_req_query_param(r, "n");
+    u->kind = UP_HALF;
+    u->half_at = n ? (size_t)atol(n) : 1;
+    free(n);
+  } else {
+    u->kind = UP_ECHO;
+  }
+  if (strcmp(p, "lateread") == 0) {
+    /* Decide only later to read (an auth lookup, say): no 100 Continue before that. */
+    uv_timer_start(&u->timer, up_late_read, 150, 0);
+    return;
+  }
+  http_req_read_body(r, up_body, u);
+}
+
+/* Streamed under /up/, buffered elsewhere. */
+static int headers_hook(http_req_t *r, void *arg) {
+  fx_t *f = arg;
+  LOOP_CHECK(f, r->body && r->body[0] == '\0' && r->body_len == 0 && r->path && r->query);
+  LOOP_CHECK(f, r->method && r->url);
+  return strncmp(r->path, "/up/", 4) == 0 ? HTTP_BODY_STREAM : HTTP_BODY_BUFFER;
+}
+
+/* read_body on a buffered request: the whole body in one call. */
+static void echo_rb_body(http_req_t *r, const char *data, size_t len, int last, void *arg) {
+  fx_t *f = arg;
+  char out[256];
+  LOOP_CHECK(f, last == 1 && data == r->body && len == r->body_len);
+  snprintf(out, sizeof out, "%.*s len=%zu", (int)len, data, len);
+  respond_text(r, 200, out);
+}
+
 static void handler(http_req_t *r, void *arg) {
   fx_t *f = arg;
   const char *p = r->path;
-  if (strcmp(p, "/json") == 0) {
+  if (strncmp(p, "/up/", 4) == 0) {
+    up_handler(f, r);
+  } else if (strcmp(p, "/echo-rb") == 0) {
+    http_req_read_body(r, echo_rb_body, f);
+  } else if (strcmp(p, "/json") == 0) {
     static const char js[] = "{\"ok\":true}";
     http_respond(r, 200, "application/json", js, sizeof js - 1, NULL);
   } else if (strcmp(p, "/echo") == 0) {
@@ -184,6 +355,7 @@ static int setup(void **state) {
   uv_async_init(&f->loop, &f->stop, on_stop);
   f->stop.data = f;
   f->srv = http_server_new(&f->loop, &test_opts, handler, f);
+  http_server_on_headers(f->srv, headers_hook, f);
   if (http_server_listen(f->srv, "127.0.0.1", 0) != 0) return -1;
   f->port = http_server_port(f->srv);
   if (f->port <= 0) return -1;
@@ -205,7 +377,7 @@ static void fx_stop(fx_t *f) {
 static int teardown(void **state) {
   fx_t *f = *state;
   fx_stop(f);
-  int ok = f->server_closed && f->loop_close_rc == 0;
+  int ok = f->server_closed && f->loop_close_rc == 0 && atomic_load(&f->loop_errors) == 0;
   free(f);
   return ok ? 0 : -1;
 }
@@ -930,6 +1102,343 @@ static void test_server_close_while_pending(void **state) {
   assert_true(f->server_closed);
 }
 
+/* ---- tests: streamed request bodies -------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+/* Nothing arrives on fd within ms. */
+static int raw_quiet(int fd, int ms) {
+  struct pollfd pfd = {.fd = fd, .events = POLLIN};
+  return poll(&pfd, 1, ms) == 0;
+}
+
+static void wait_for(atomic_int *v, int want) {
+  long long t0 = now_ms();
+  while (atomic_load(v) < want && now_ms() - t0 < 5000) sleep_ms(5);
+  assert_true(atomic_load(v) >= want);
+}
+
+static void test_stream_upload_backpressure(void **state) {
+  fx_t *f = *state;
+  const size_t total = (size_t)20 << 20; /* far past max_body, which streams ignore */
+  char head[256];
+  snprintf(head, sizeof head, "PUT /up/slow HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+           total);
+  int fd = raw_connect(f->port);
+  raw_sends(fd, head);
+  /* Random pieces, from single bytes to bigger than the server's read buffer. */
+  char *buf = malloc(100000);
+  uint64_t rng = 0x9e3779b97f4a7c15ULL, sum = FNV_INIT;
+  size_t sent = 0;
+  while (sent < total) {
+    uint64_t x = rng_next(&rng);
+    size_t n = x % 4 == 0 ? 1 + (size_t)(x >> 8) % 200 : 1 + (size_t)(x >> 8) % 100000;
+    if (n > total - sent) n = total - sent;
+    for (size_t i = 0; i < n; i++) buf[i] = (char)(rng_next(&rng) >> 24);
+    sum = fnv1a(sum, buf, n);
+    raw_send(fd, buf, n);
+    sent += n;
+  }
+  free(buf);
+  raw_resp_t resp[1];
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 200);
+  assert_string_equal(resp[0].connection, "keep-alive");
+  size_t len = 0, maxbuf = 0, maxpiece = 0;
+  unsigned long long got_sum = 0;
+  int violations = -1;
+  assert_int_equal(sscanf(resp[0].body, "len=%zu sum=%llx maxbuf=%zu maxpiece=%zu violations=%d",
+                          &len, &got_sum, &maxbuf, &maxpiece, &violations),
+                   5);
+  assert_int_equal(len, total);
+  assert_int_equal(got_sum, sum);
+  assert_int_equal(violations, 0); /* nothing delivered while paused */
+  assert_true(maxpiece > 0 && maxpiece <= UP_PIECE_MAX);
+  /* However far the client ran ahead, the server held at most one read buffer. */
+  assert_true(maxbuf <= UP_PIECE_MAX);
+  /* The connection is still good for another request. */
+  raw_sends(fd, "GET /json HTTP/1.1\r\nHost: t\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_string_equal(resp[0].body, "{\"ok\":true}");
+  close(fd);
+  assert_int_equal(atomic_load(&f->loop_errors), 0);
+}
+
+static void test_stream_chunked(void **state) {
+  fx_t *f = *state;
+  int fd = raw_connect(f->port);
+  raw_resp_t resp[1];
+  raw_sends(fd, "POST /up/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5\r\nhello\r\n");
+  sleep_ms(20); /* later chunks in later reads */
+  raw_sends(fd, "7\r\n, world\r\n");
+  sleep_ms(20);
+  raw_sends(fd, "0\r\nX-Trailer: ignored\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 200);
+  assert_string_equal(resp[0].body, "hello, world");
+  assert_string_equal(resp[0].connection, "keep-alive");
+
+  /* Length unknown up front; the decoded bytes only, however the chunks are cut. */
+  raw_sends(fd, "POST /up/count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "3\r\nabc\r\n1\r\nd\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 200);
+  assert_non_null(strstr(resp[0].body, "len=20 cl=0 known=0 violations=0"));
+
+  /* No body at all: a single call with last = 1. */
+  raw_sends(fd, "GET /up/count HTTP/1.1\r\nHost: t\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_string_equal(resp[0].body, "calls=1 len=0 cl=0 known=1 violations=0");
+  raw_sends(fd, "PUT /up/count HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_string_equal(resp[0].body, "calls=1 len=0 cl=0 known=1 violations=0");
+  raw_sends(fd, "PUT /up/count HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabcdef");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_string_equal(resp[0].body, "calls=2 len=6 cl=6 known=1 violations=0");
+
+  /* Broken chunk framing mid-body: the handler hears ABORTED, the connection is dropped. */
+  raw_sends(fd, "POST /up/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5\r\nhello\r\nzz\r\n");
+  wait_for(&f->up_aborted, 1);
+  assert_true(raw_closed(fd));
+  close(fd);
+  assert_int_equal(atomic_load(&f->loop_errors), 0);
+}
+
+static void test_stream_early_answer(void **state) {
+  fx_t *f = *state;
+  raw_resp_t resp[2];
+  char *body = malloc(100000);
+  memset(body, 'u', 100000);
+
+  /* 403 before reading a small body: the rest is dropped, the connection kept. */
+  int fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/deny HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n");
+  raw_send(fd, body, 1000);
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 403);
+  assert_string_equal(resp[0].connection, "keep-alive");
+  raw_sends(fd, "GET /json HTTP/1.1\r\nHost: t\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 200);
+  assert_string_equal(resp[0].body, "{\"ok\":true}");
+
+  /* The same when the body only comes after the answer, in pieces, followed by the next
+   * request in the same write as its tail. */
+  raw_sends(fd, "PUT /up/deny HTTP/1.1\r\nHost: t\r\nContent-Length: 3000\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 403);
+  assert_string_equal(resp[0].connection, "keep-alive");
+  raw_send(fd, body, 2000);
+  sleep_ms(10);
+  static const char next[] = "GET /fast?id=after HTTP/1.1\r\nHost: t\r\n\r\n";
+  char tail[1000 + sizeof next];
+  memset(tail, 'u', 1000);
+  memcpy(tail + 1000, next, sizeof next - 1);
+  raw_send(fd, tail, 1000 + sizeof next - 1);
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_string_equal(resp[0].body, "after");
+
+  /* Answered in the middle of the body: the rest (under the discard limit) is dropped. */
+  raw_sends(fd, "PUT /up/half?n=1000 HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+  raw_send(fd, body, 100000);
+  raw_sends(fd, "GET /json HTTP/1.1\r\nHost: t\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 2, 0), 2);
+  assert_int_equal(resp[0].status, 200);
+  assert_non_null(strstr(resp[0].body, "got="));
+  assert_string_equal(resp[0].connection, "keep-alive");
+  assert_string_equal(resp[1].body, "{\"ok\":true}");
+  close(fd);
+
+  /* A chunked body of unknown size: answer, then close rather than read it all. */
+  fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/deny HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "3e8\r\n");
+  raw_send(fd, body, 1000);
+  raw_sends(fd, "\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 403);
+  assert_string_equal(resp[0].connection, "close");
+  assert_true(raw_closed(fd));
+  close(fd);
+
+  /* A large declared body: the same. */
+  fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/deny HTTP/1.1\r\nHost: t\r\nContent-Length: 10485760\r\n\r\n");
+  raw_send(fd, body, 100000);
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 403);
+  assert_string_equal(resp[0].connection, "close");
+  assert_true(raw_closed(fd));
+  close(fd);
+
+  /* Mid-body answer with much left: close too. */
+  fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/half?n=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 10485760\r\n\r\n");
+  raw_send(fd, body, 100000);
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 200);
+  assert_string_equal(resp[0].connection, "close");
+  assert_true(raw_closed(fd));
+  close(fd);
+  free(body);
+  assert_int_equal(atomic_load(&f->up_aborted), 0);
+  assert_int_equal(atomic_load(&f->loop_errors), 0);
+}
+
+static void test_stream_expect_continue(void **state) {
+  fx_t *f = *state;
+  static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  raw_resp_t resp[1];
+  char buf[64];
+
+  /* Rejected before reading: the final answer comes first, no 100, and the connection
+   * closes since the client may or may not send the body now. */
+  int fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/deny HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                "Expect: 100-continue\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 403);
+  assert_string_equal(resp[0].connection, "close");
+  assert_true(raw_closed(fd));
+  close(fd);
+
+  /* Accepted: the 100 comes only when the handler starts reading (150 ms in). */
+  fd = raw_connect(f->port);
+  long long t0 = now_ms();
+  raw_sends(fd, "PUT /up/lateread HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                "Expect: 100-continue\r\n\r\n");
+  assert_true(raw_quiet(fd, 80));
+  raw_read_exact(fd, buf, sizeof cont - 1);
+  assert_string_equal(buf, cont);
+  assert_true(now_ms() - t0 >= 140);
+  raw_sends(fd, "hello");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_int_equal(resp[0].status, 200);
+  assert_string_equal(resp[0].body, "hello");
+  assert_string_equal(resp[0].connection, "keep-alive");
+  /* Reading at once: the 100 comes at once. */
+  raw_sends(fd, "PUT /up/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+                "Expect: 100-continue\r\n\r\n");
+  raw_read_exact(fd, buf, sizeof cont - 1);
+  assert_string_equal(buf, cont);
+  raw_sends(fd, "abc");
+  assert_int_equal(raw_read_responses(fd, resp, 1, 0), 1);
+  assert_string_equal(resp[0].body, "abc");
+  close(fd);
+  assert_int_equal(atomic_load(&f->loop_errors), 0);
+}
+
+static void test_stream_pipelined(void **state) {
+  fx_t *f = *state;
+  enum { N = 9 };
+  raw_resp_t *resp = calloc(N, sizeof *resp);
+  int fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+                "PUT /up/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+                "GET /json HTTP/1.1\r\nHost: t\r\n\r\n"
+                "PUT /up/deny HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nxxxx"
+                "PUT /up/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789"
+                "PUT /up/count HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nbuf"
+                "POST /echo-rb HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nrb"
+                "GET /up/count HTTP/1.1\r\nHost: t\r\n\r\n");
+  assert_int_equal(raw_read_responses(fd, resp, N, 0), N);
+  assert_string_equal(resp[0].body, "hello");
+  assert_string_equal(resp[1].body, "abcde");
+  assert_string_equal(resp[2].body, "{\"ok\":true}");
+  assert_int_equal(resp[3].status, 403);
+  assert_string_equal(resp[3].connection, "keep-alive");
+  assert_non_null(strstr(resp[4].body, "len=10 "));
+  assert_string_equal(resp[5].body, "calls=1 len=0 cl=0 known=1 violations=0");
+  assert_string_equal(resp[6].body, "buf");
+  assert_string_equal(resp[7].body, "rb len=2");
+  assert_string_equal(resp[8].body, "calls=1 len=0 cl=0 known=1 violations=0");
+  for (int i = 0; i < N; i++) assert_string_equal(resp[i].connection, "keep-alive");
+  free(resp);
+  close(fd);
+  assert_int_equal(atomic_load(&f->up_aborted), 0);
+  assert_int_equal(atomic_load(&f->loop_errors), 0);
+}
+
+static void test_stream_client_disconnect(void **state) {
+  fx_t *f = *state;
+  char *body = malloc(200000);
+  memset(body, 'd', 200000);
+  /* FIN mid-body while the handler keeps pausing. */
+  int fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n");
+  raw_send(fd, body, 200000);
+  close(fd);
+  wait_for(&f->up_aborted, 1);
+  /* RST mid-body. */
+  fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n");
+  raw_send(fd, body, 200000);
+  sleep_ms(20);
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd);
+  wait_for(&f->up_aborted, 2);
+  /* Gone before the handler even started reading. */
+  fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/lateread HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nabc");
+  close(fd);
+  wait_for(&f->up_aborted, 3);
+  /* Gone while the handler waits with nothing left to read: nothing to report. */
+  fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/lateread HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+  close(fd);
+  sleep_ms(250);
+  free(body);
+  /* The server is still healthy. */
+  httpc_resp_t r;
+  char err[256];
+  assert_int_equal(
+      httpc_request(f->hostport, "GET", "/json", NULL, NULL, 0, 3000, &r, err, sizeof err), 0);
+  assert_int_equal(r.status, 200);
+  httpc_resp_free(&r);
+  assert_int_equal(atomic_load(&f->loop_errors), 0);
+}
+
+static void test_stream_idle_timeout(void **state) {
+  fx_t *f = *state;
+  /* A stalled upload is cut by the idle timer and the handler told. */
+  int fd = raw_connect(f->port);
+  raw_sends(fd, "PUT /up/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc");
+  long long t0 = now_ms();
+  assert_true(raw_closed(fd));
+  assert_true(now_ms() - t0 >= IDLE_MS - 100);
+  wait_for(&f->up_aborted, 1);
+  close(fd);
+  assert_int_equal(atomic_load(&f->loop_errors), 0);
+}
+
+static void test_stream_server_close(void **state) {
+  fx_t *f = *state;
+  /* The server closes while a paused upload is in flight: the handler hears ABORTED when
+   * it resumes, answers into the void, and the loop ends with every handle closed (the
+   * teardown checks uv_loop_close). */
+  int fd = raw_connect(f->port);
+  char *body = malloc(300000);
+  memset(body, 's', 300000);
+  raw_sends(fd, "PUT /up/slow HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n");
+  raw_send(fd, body, 300000);
+  wait_for(&f->up_started, 1);
+  fx_stop(f);
+  assert_int_equal(atomic_load(&f->up_aborted), 1);
+  close(fd);
+  free(body);
+  assert_int_equal(atomic_load(&f->loop_errors), 0);
+}
+
 int main(void) {
   /* libuv reports EPIPE on writes to vanished clients; the signal would kill the test. */
   signal(SIGPIPE, SIG_IGN);
@@ -961,6 +1470,14 @@ int main(void) {
       T(test_idle_timeout),
       T(test_client_closes_while_pending),
       T(test_server_close_while_pending),
+      T(test_stream_upload_backpressure),
+      T(test_stream_chunked),
+      T(test_stream_early_answer),
+      T(test_stream_expect_continue),
+      T(test_stream_pipelined),
+      T(test_stream_client_disconnect),
+      T(test_stream_idle_timeout),
+      T(test_stream_server_close),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);
