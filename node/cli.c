@@ -360,6 +360,80 @@ static int cmd_state(int argc, char **argv) {
   return CLI_OK;
 }
 
+static int cmd_key(int argc, char **argv) {
+  static const char usage[] =
+      "gureum key create NAME [--no-create-bucket] | key list | key delete ACCESS_KEY_ID\n"
+      "       [--node HOST:PORT] [--json]";
+  const char *nocreate = NULL;
+  cli_flag_t flags[] = {{"--no-create-bucket", 0, &nocreate}, {NULL, 0, NULL}};
+  cli_args_t a;
+  int rv = cli_parse(argc, argv, usage,
+                     "Manage S3 access keys. `create` prints the secret once: keep it. A key may\n"
+                     "create buckets (it then owns them) unless created with --no-create-bucket.",
+                     flags, 1, 2, &a);
+  if (rv) return rv < 0 ? CLI_OK : rv;
+  json_t *j = NULL;
+  const char *op = a.pos[0];
+  if (strcmp(op, "create") == 0 && a.npos == 2) {
+    json_t *body = json_pack("{s:s,s:b}", "name", a.pos[1], "no_create_bucket", nocreate != NULL);
+    rv = cli_call(&a, "POST", "/v1/keys", body, &j);
+    json_decref(body);
+    if (rv != CLI_OK) return rv;
+    if (a.json) cli_print_json(j);
+    else
+      printf("access key id:     %s\nsecret access key: %s\n(the secret is shown only now)\n",
+             json_string_value(json_object_get(j, "access_key_id")),
+             json_string_value(json_object_get(j, "secret_access_key")));
+  } else if (strcmp(op, "list") == 0 && a.npos == 1) {
+    if ((rv = cli_call(&a, "GET", "/v1/keys", NULL, &j)) != CLI_OK) return rv;
+    if (a.json) {
+      cli_print_json(j);
+    } else {
+      size_t i;
+      json_t *k;
+      printf("%-22s %-20s %s\n", "ACCESS KEY ID", "NAME", "BUCKET GRANTS");
+      json_array_foreach(j, i, k) {
+        printf("%-22s %-20s", json_string_value(json_object_get(k, "access_key_id")),
+               json_string_value(json_object_get(k, "name")));
+        const char *b;
+        json_t *p;
+        json_object_foreach(json_object_get(k, "grants"), b, p) printf(" %s:%s", b, json_string_value(p));
+        printf("\n");
+      }
+    }
+  } else if (strcmp(op, "delete") == 0 && a.npos == 2) {
+    char path[200];
+    snprintf(path, sizeof path, "/v1/keys/%s", a.pos[1]);
+    if ((rv = cli_call(&a, "DELETE", path, NULL, &j)) != CLI_OK) return rv;
+    if (a.json) cli_print_json(j);
+    else printf("deleted %s\n", a.pos[1]);
+  } else {
+    return cli_usage_error(usage, "unknown subcommand or wrong arguments");
+  }
+  json_decref(j);
+  return CLI_OK;
+}
+
+static int cmd_bucket(int argc, char **argv) {
+  static const char usage[] = "gureum bucket allow ACCESS_KEY_ID BUCKET read|write|owner [--node HOST:PORT] [--json]";
+  cli_args_t a;
+  int rv = cli_parse(argc, argv, usage, "Grant an access key a permission on a bucket.", NULL, 4, 4, &a);
+  if (rv) return rv < 0 ? CLI_OK : rv;
+  if (strcmp(a.pos[0], "allow") != 0) return cli_usage_error(usage, "unknown subcommand '%s'", a.pos[0]);
+  if (strcmp(a.pos[3], "read") != 0 && strcmp(a.pos[3], "write") != 0 && strcmp(a.pos[3], "owner") != 0)
+    return cli_usage_error(usage, "permission '%s': want read, write or owner", a.pos[3]);
+  char path[200];
+  snprintf(path, sizeof path, "/v1/buckets/%s/allow", a.pos[2]);
+  json_t *body = json_pack("{s:s,s:s}", "key", a.pos[1], "permission", a.pos[3]), *j;
+  rv = cli_call(&a, "POST", path, body, &j);
+  json_decref(body);
+  if (rv != CLI_OK) return rv;
+  if (a.json) cli_print_json(j);
+  else printf("%s may now %s bucket %s\n", a.pos[1], a.pos[3], a.pos[2]);
+  json_decref(j);
+  return CLI_OK;
+}
+
 static int cmd_config(int argc, char **argv) {
   static const char usage[] = "gureum config defaults | gureum config check FILE";
   if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -399,6 +473,8 @@ const cli_cmd_t cli_commands[] = {
     {"roles", cmd_roles, "change a running node's roles: roles set r1,r2"},
     {"raft", cmd_raft, "show the control plane: raft status"},
     {"state", cmd_state, "read and write the replicated state: state put|get|list|delete"},
+    {"key", cmd_key, "S3 access keys: key create|list|delete"},
+    {"bucket", cmd_bucket, "grant a key access to a bucket: bucket allow KEY BUCKET PERM"},
     {"ping", cmd_ping, "ping a peer over the cluster RPC"},
     {"config", cmd_config, "print defaults or check a config file"},
     {"version", cmd_version, "print the version"},

@@ -65,7 +65,6 @@ struct control_op_s {
   uv_timer_t retry;
   int retry_init;
   struct raft_apply apply;
-  struct raft_barrier barrier;
   uint64_t wait_revision; /* answered OK remotely: hold the answer until applied here */
   uint8_t *held;          /* the packed response being held */
   size_t held_len;
@@ -266,8 +265,9 @@ static void op_apply_cb(struct raft_apply *req, int status, void *result) {
   op_answer(op, &r);
 }
 
-static void op_barrier_cb(struct raft_barrier *req, int status) {
+static void op_read_applied_cb(struct raft_apply *req, int status, void *result) {
   control_op_t *op = req->data;
+  (void)result;
   op->raft_busy = 0;
   if (status != 0) {
     if (op->answered) op_free(op);
@@ -292,9 +292,19 @@ static void op_on_leader(control_op_t *op) {
     if (rv != 0) raft_free(buf.base);
     else metric_inc(c->m_writes);
   } else {
-    /* A barrier proves we are still the leader and everything committed is applied. */
-    op->barrier.data = op;
-    rv = raft_barrier(&c->raft, &op->barrier, op_barrier_cb);
+    /* A no-op entry committed through us proves we are still the leader and that everything
+     * committed before the read is applied. (Not raft_barrier: libraft 0.15 frees a barrier's
+     * buffer before it is written, corrupting the segment; fixed upstream in canonical/raft#344.) */
+    Gureum__StateCommand noop = GUREUM__STATE_COMMAND__INIT;
+    noop.op = GUREUM__STATE_COMMAND__OP__NOOP;
+    struct raft_buffer buf;
+    if (fsm_encode(&noop, &buf) != 0) {
+      op_fail(op, GUREUM__STATE_RESPONSE__CODE__ERROR, "out of memory");
+      return;
+    }
+    op->apply.data = op;
+    rv = raft_apply(&c->raft, &op->apply, &buf, 1, op_read_applied_cb);
+    if (rv != 0) raft_free(buf.base);
   }
   if (rv == 0) op->raft_busy = 1;
   else op_retry_later(op, raft_strerror(rv));

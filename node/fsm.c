@@ -49,12 +49,27 @@ static int has_prefix(const char *key, const char *prefix) {
 
 uint64_t fsm_applied(const fsm_t *f) { return f->applied; }
 
+/* Entry layout: 4-byte little-endian length, the protobuf, zero padding to a multiple of 8.
+ * libraft 0.15's segment loader sums entry lengths without the padding its encoder adds, so an
+ * entry whose length is not a multiple of 8 makes the segment unreadable after a restart. */
 int fsm_encode(const Gureum__StateCommand *cmd, struct raft_buffer *buf) {
-  buf->len = gureum__state_command__get_packed_size(cmd);
-  buf->base = raft_malloc(buf->len ? buf->len : 1);
+  size_t n = gureum__state_command__get_packed_size(cmd);
+  buf->len = (4 + n + 7) & ~(size_t)7;
+  buf->base = raft_malloc(buf->len);
   if (!buf->base) return -1;
-  gureum__state_command__pack(cmd, buf->base);
+  memset(buf->base, 0, buf->len);
+  uint8_t *p = buf->base;
+  p[0] = (uint8_t)n, p[1] = (uint8_t)(n >> 8), p[2] = (uint8_t)(n >> 16), p[3] = (uint8_t)(n >> 24);
+  gureum__state_command__pack(cmd, p + 4);
   return 0;
+}
+
+static Gureum__StateCommand *fsm_decode(const struct raft_buffer *buf) {
+  const uint8_t *p = buf->base;
+  if (buf->len < 4) return NULL;
+  size_t n = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+  if (n > buf->len - 4) return NULL;
+  return gureum__state_command__unpack(NULL, n, p + 4);
 }
 
 /* ---- reads ---- */
@@ -260,7 +275,7 @@ int fsm_apply_at(fsm_t *f, const struct raft_buffer *buf, uint64_t index, fsm_re
   memset(res, 0, sizeof *res);
   *result = res;
   if (index <= f->applied) return 0; /* already in RocksDB: replay after a restart */
-  Gureum__StateCommand *cmd = gureum__state_command__unpack(NULL, buf->len, buf->base);
+  Gureum__StateCommand *cmd = fsm_decode(buf);
   if (!cmd) {
     /* Every node skips the same malformed entry, so they stay identical. */
     log_error("fsm", "bad_command", "index=%llu", (unsigned long long)index);

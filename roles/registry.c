@@ -2,4 +2,6 @@
  * the node advertises it through gossip, but no service runs for it yet. */
 #include "role.h"
 
-const role_t *const role_registry[] = {NULL};
+extern const role_t storage_role;
+
+const role_t *const role_registry[] = {&storage_role, NULL};

@@ -48,10 +48,16 @@ typedef void (*obj_meta_fn)(void *arg, obj_status_t st, const Gureum__ObjectMeta
  * checksum the client sent, if any: the caller verifies it). versioned: 1 = new version id,
  * 0 = overwrite the "null" version. */
 obj_writer_t *obj_put_begin(obj_t *o, const Gureum__ObjectMeta *meta, int versioned);
+/* `data` must stay valid until cb runs: what does not fit in the block buffer is copied later.
+ * One write at a time per writer. */
 void obj_write(obj_writer_t *w, const void *data, size_t len, obj_done_fn cb, void *arg);
-/* Makes the object visible atomically; meta passed to cb has size, etag, version_id, mtime. */
+/* Makes the object visible atomically; meta passed to cb has size, etag, version_id, mtime.
+ * Call it after the last write's callback; w is freed once cb returns. */
 void obj_put_commit(obj_writer_t *w, obj_meta_fn cb, void *arg);
 void obj_put_abort(obj_writer_t *w); /* frees w and whatever it wrote */
+/* The checksum the front verified (S3 name, base64 value, FULL_OBJECT/COMPOSITE/""), stored with
+ * the version or part at commit. Call between writes, before obj_put_commit. */
+void obj_writer_set_checksum(obj_writer_t *w, const char *algo, const char *value, const char *type);
 /* MD5 so far (hex), e.g. to check Content-MD5 before committing. Valid after the last write. */
 const uint8_t *obj_writer_md5(obj_writer_t *w); /* 16 raw bytes, after all writes completed */
 
@@ -63,6 +69,7 @@ obj_reader_t *obj_get_begin(obj_t *o, const char *bucket, const char *key, const
                             obj_meta_fn cb, void *arg);
 /* After the meta callback said OBJ_OK: choose the byte range (default: whole object). */
 void obj_reader_range(obj_reader_t *r, uint64_t off, uint64_t len);
+/* One read at a time; the data passed to cb stays valid until the next obj_read or free. */
 void obj_read(obj_reader_t *r, obj_data_fn cb, void *arg);
 void obj_reader_free(obj_reader_t *r);
 
@@ -99,7 +106,8 @@ void obj_list(obj_t *o, const char *bucket, const char *prefix, const char *deli
 void obj_list_versions(obj_t *o, const char *bucket, const char *prefix, const char *delimiter,
                        const char *key_marker, const char *version_marker, uint32_t max,
                        obj_list_fn cb, void *arg);
-/* cb gets OBJ_OK if the bucket holds no object, version, marker or upload; OBJ_EIO otherwise... */
+/* cb gets empty = 1 if the bucket holds no object, version, marker or upload, 0 if it holds
+ * any, -1 on an I/O error. */
 void obj_bucket_is_empty(obj_t *o, const char *bucket, void (*cb)(void *arg, int empty), void *arg);
 
 /* ---- multipart ---- */
