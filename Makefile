@@ -41,5 +41,11 @@ cluster-test: build
 # Unit tests (plain and under ASan+UBSan), then the multi-node tests against real processes.
 test: unit unit-asan cluster-test
 
+# Benchmarks against named peers (Serf, etcd, nginx), printed as tables; not part of `make test`.
+bench: build
+	GUREUM_BIN=$(CURDIR)/$(BUILD)/gureum .venv/bin/python cluster-test/bench/gossip_bench.py
+	GUREUM_BIN=$(CURDIR)/$(BUILD)/gureum .venv/bin/python cluster-test/bench/raft_bench.py
+	GUREUM_BIN=$(CURDIR)/$(BUILD)/gureum .venv/bin/python cluster-test/bench/s3_bench.py
+
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
