@@ -348,6 +348,10 @@ static void op_forward(control_op_t *op, const char *leader_addr) {
   }
   gureum__state_request__pack(&req, buf);
   uint64_t left = op->deadline > uv_now(c->loop) ? op->deadline - uv_now(c->loop) : 1;
+  /* One attempt never outlasts an election: if that leader died, ask again who leads. */
+  uint64_t attempt = (uint64_t)c->node->cfg.raft_election_timeout_ms;
+  if (attempt < 500) attempt = 500;
+  if (left > attempt) left = attempt;
   int rv = rpc_call(c->rpc, leader_addr, GUREUM__MSG_TYPE__MSG_RAFT_FORWARD, buf, len, (int)left,
                     op_forward_done, op);
   free(buf);
@@ -864,9 +868,13 @@ void control_leave(control_t *c, void (*cb)(void *arg), void *arg) {
 static void control_finish(control_t *c) {
   void (*cb)(void *) = c->close_cb;
   void *arg = c->close_arg;
-  while (c->ops) op_fail(c->ops, GUREUM__STATE_RESPONSE__CODE__NO_LEADER, "node is shutting down");
   if (c->transport_ready) raft_transport_free(&c->transport);
+  /* Closing the channel completes forwarded operations (RPC_ECLOSED), so none stays busy. */
   rpc_close(c->rpc);
+  for (control_op_t *op = c->ops, *next; op; op = next) {
+    next = op->next;
+    if (!op->raft_busy) op_fail(op, GUREUM__STATE_RESPONSE__CODE__NO_LEADER, "node is shutting down");
+  }
   fsm_free(c->fsm);
   free(c);
   if (cb) cb(arg);
