@@ -1,6 +1,7 @@
 """conftest.py - pytest fixtures for cluster tests: a work dir per test, nodes stopped at the end,
 every node's log kept under cluster-test/logs/<test>/ when the test fails, and no partition rules
-left behind (the nft table is removed before the session, after it, and after each `net` test)."""
+left behind (the nft table is removed before the session, after it, and after each test that
+uses the `network` fixture)."""
 import os
 import shutil
 
@@ -49,7 +50,7 @@ def _no_stale_partitions():
 
 
 @pytest.fixture
-def net():
+def network():
     """Network faults for one test: harness.partition()/heal(), healed at teardown whatever
     happens."""
     harness.heal()

@@ -250,14 +250,15 @@ def wait_all_see(observers, targets, state, timeout, what=None, interval=0.05):
 
 
 def watch_states(observers, target, duration, interval=0.05, until=None):
-    """Poll every observer's /v1/members for `duration` s (or until until() is true) and return
-    {observer name: [(t, state of target or None if unlisted)]}, t relative to the start. Only
-    state changes are recorded. Observers that do not answer are skipped for that round."""
+    """Poll every observer's /v1/members for `duration` s (or until until(seen) is true) and
+    return seen = {observer name: [(t, state of target or None if unlisted)]}, t in seconds from
+    the start. Only changes are recorded. An observer that does not answer is skipped that
+    round. ever_seen(seen, state) lists the observers that reported `state` at some point."""
     name = target if isinstance(target, str) else target.name
     seen = {o.name: [] for o in observers}
     t0 = time.monotonic()
     deadline = t0 + duration
-    while time.monotonic() < deadline and not (until and until()):
+    while time.monotonic() < deadline and not (until and until(seen)):
         for o in observers:
             try:
                 st = member_states(o, timeout=1).get(name)
@@ -267,6 +268,16 @@ def watch_states(observers, target, duration, interval=0.05, until=None):
                 seen[o.name].append((round(time.monotonic() - t0, 3), st))
         time.sleep(interval)
     return seen
+
+
+def ever_seen(seen, state):
+    """Observers in a watch_states() result that reported `state` at some point."""
+    return sorted(o for o, changes in seen.items() if any(st == state for _, st in changes))
+
+
+def last_seen(seen):
+    """{observer: the last state it reported} from a watch_states() result."""
+    return {o: (changes[-1][1] if changes else None) for o, changes in seen.items()}
 
 
 # --- network partitions (nftables) -----------------------------------------------------------

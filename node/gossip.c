@@ -359,6 +359,8 @@ static void confirm_suspicion(gossip_t *g, gmember_t *m, const char *from) {
   if (m->nconfirmers >= GOSSIP_MAX_CONFIRM || m->nconfirmers - 1 >= m->suspect_k) return;
   snprintf(m->confirmers[m->nconfirmers++], sizeof m->confirmers[0], "%s", from);
   suspicion_recompute(g, m);
+  /* Spread the new, independent accusation: the others count it too (memberlist does this). */
+  broadcast(g, m, MEMBER_STATE_SUSPECT, from);
 }
 
 static void apply_suspect(gossip_t *g, const Gureum__Member *u) {
@@ -480,7 +482,8 @@ static void probe_finish(gossip_t *g, int ok) {
   metric_inc(g->m_probe_fail);
   /* Lifeguard: missing nacks mean *we* may be the slow one. */
   health_adjust(g, p->expected ? p->expected - p->nacks : 1);
-  if (!t || t->m.state != MEMBER_STATE_ALIVE || g->leaving) return;
+  if (!t || g->leaving || (t->m.state != MEMBER_STATE_ALIVE && t->m.state != MEMBER_STATE_SUSPECT))
+    return;
   log_debug("gossip", "probe_failed", "member=%s indirect=%d nacks=%d", t->m.name, p->expected, p->nacks);
   Gureum__Member u = GUREUM__MEMBER__INIT;
   u.name = t->m.name;
