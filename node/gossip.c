@@ -286,6 +286,8 @@ static gmember_t *add_member(gossip_t *g, const char *name) {
   return m;
 }
 
+static void refute_push(gossip_t *g);
+
 /* We are accused (suspect/dead) or someone holds a newer incarnation of us: out-bid it. */
 static void refute(gossip_t *g, uint32_t accused_inc) {
   gmember_t *self = self_of(g);
@@ -296,6 +298,10 @@ static void refute(gossip_t *g, uint32_t accused_inc) {
   metric_inc(g->m_refutes);
   log_info("gossip", "refute", "incarnation=%u", self->m.incarnation);
   broadcast(g, self, MEMBER_STATE_ALIVE, NULL);
+  /* Also tell a few members at once: a refutation that loses the race with the suspicion timer
+   * becomes a false death, and after a pause the piggyback budget may already be spent on
+   * answers to requests whose senders gave up. */
+  refute_push(g);
 }
 
 static void apply_alive(gossip_t *g, const Gureum__Member *u) {
@@ -654,10 +660,15 @@ static void probe_tick(uv_timer_t *t) {
 
 /* ---- gossip, suspicion deadlines, push-pull ---- */
 
+static void gossip_reply(gossip_t *g, void *ctx, int status, const uint8_t *p, size_t len) {
+  (void)ctx;
+  if (status == RPC_OK && len) apply_ack(g, p, len);
+}
+
 static void send_gossip_to(gossip_t *g, gmember_t *m, gsend_done_fn done, void *ctx) {
   size_t npb;
   Gureum__Member **pb = take_piggyback(g, &npb);
-  if (npb == 0 && !done) {
+  if (npb == 0 && (!done || done == gossip_reply)) {
     free(pb);
     return;
   }
@@ -674,6 +685,30 @@ static void send_gossip_to(gossip_t *g, gmember_t *m, gsend_done_fn done, void *
   }
   free(buf);
   free_piggyback(pb, npb);
+}
+
+static void refute_push(gossip_t *g) {
+  gmsg_t o;
+  fill_member(&o, self_of(g), MEMBER_STATE_ALIVE, NULL, 1);
+  Gureum__Member *one[1] = {&o.msg};
+  Gureum__Gossip msg = GUREUM__GOSSIP__INIT;
+  msg.updates = one;
+  msg.n_updates = 1;
+  size_t len = gureum__gossip__get_packed_size(&msg);
+  uint8_t *buf = malloc(len);
+  if (!buf) return;
+  gureum__gossip__pack(&msg, buf);
+  size_t cand[256], nc = 0;
+  for (size_t i = 1; i < g->nmembers && nc < 256; i++)
+    if (g->members[i].m.state == MEMBER_STATE_ALIVE || g->members[i].m.state == MEMBER_STATE_SUSPECT)
+      cand[nc++] = i;
+  for (int k = 0; k < 2 * g->cfg->gossip_nodes && nc > 0; k++) {
+    size_t j = (size_t)rand() % nc;
+    gsend(g, g->members[cand[j]].m.addr, GUREUM__MSG_TYPE__MSG_GOSSIP_GOSSIP, buf, len,
+          g->cfg->gossip_probe_timeout_ms * 2, gossip_reply, NULL);
+    cand[j] = cand[--nc];
+  }
+  free(buf);
 }
 
 static void check_suspicions(gossip_t *g) {
@@ -707,7 +742,7 @@ static void gossip_tick(uv_timer_t *t) {
   }
   for (int k = 0; k < g->cfg->gossip_nodes && nc > 0 && g->nbcasts > 0; k++) {
     size_t j = (size_t)rand() % nc;
-    send_gossip_to(g, &g->members[cand[j]], NULL, NULL);
+    send_gossip_to(g, &g->members[cand[j]], gossip_reply, NULL);
     cand[j] = cand[--nc];
   }
 }
@@ -827,13 +862,34 @@ static void join_attempt(gossip_t *g) {
 
 /* ---- RPC handlers ---- */
 
-static void reply_ack(gossip_t *g, rpc_req_t *q, uint64_t seq) {
+/* Does a message accuse us (suspect/dead at any incarnation)? */
+static int accuses_self(gossip_t *g, Gureum__Member **u, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (u[i]->name && strcmp(u[i]->name, self_of(g)->m.name) == 0 &&
+        (u[i]->state == GUREUM__MEMBER_STATE_CODE__MEMBER_SUSPECT ||
+         u[i]->state == GUREUM__MEMBER_STATE_CODE__MEMBER_DEAD))
+      return 1;
+  return 0;
+}
+
+/* The reply carries queued updates and, when the sender still suspects us, our current `alive`
+ * directly: a node back from a pause may have spent its refutation's retransmits answering
+ * requests whose senders had already given up. */
+static void reply_ack(gossip_t *g, rpc_req_t *q, uint64_t seq, int with_self) {
   Gureum__Ack a = GUREUM__ACK__INIT;
   a.seq = seq;
   size_t npb;
   Gureum__Member **pb = take_piggyback(g, &npb);
-  a.updates = pb;
-  a.n_updates = npb;
+  Gureum__Member *all[GOSSIP_MAX_PIGGYBACK + 1];
+  size_t nall;
+  for (nall = 0; nall < npb; nall++) all[nall] = pb[nall];
+  gmsg_t me;
+  if (with_self && !g->leaving) {
+    fill_member(&me, self_of(g), MEMBER_STATE_ALIVE, NULL, 1);
+    all[nall++] = &me.msg;
+  }
+  a.updates = all;
+  a.n_updates = nall;
   size_t len = gureum__ack__get_packed_size(&a);
   uint8_t *buf = malloc(len);
   if (buf) gureum__ack__pack(&a, buf);
@@ -853,12 +909,13 @@ static void on_probe(rpc_req_t *q, void *arg) {
     return;
   }
   apply_all(g, pr->updates, pr->n_updates, 0);
+  int accused = accuses_self(g, pr->updates, pr->n_updates);
   uint64_t seq = pr->seq;
   int wrong = pr->target && *pr->target && strcmp(pr->target, self_of(g)->m.name) != 0;
   gureum__probe__free_unpacked(pr, NULL);
   /* A different node now answers at that address: the probed member is not here. */
   if (wrong) rpc_reply(q, GUREUM__RPC_STATUS__RPC_STATUS_FAILED, "wrong probe target", NULL, 0);
-  else reply_ack(g, q, seq);
+  else reply_ack(g, q, seq, accused);
 }
 
 typedef struct {
@@ -948,7 +1005,12 @@ static void on_gossip(rpc_req_t *q, void *arg) {
     return;
   }
   apply_all(g, m->updates, m->n_updates, 0);
+  int accused = accuses_self(g, m->updates, m->n_updates);
   gureum__gossip__free_unpacked(m, NULL);
+  if (accused) {
+    reply_ack(g, q, 0, 1);
+    return;
+  }
   Gureum__Ack a = GUREUM__ACK__INIT;
   uint8_t buf[16];
   size_t n = gureum__ack__pack(&a, buf);
