@@ -1,7 +1,7 @@
 """conftest.py - pytest fixtures for cluster tests: a work dir per test, nodes stopped at the end,
 every node's log kept under cluster-test/logs/<test>/ when the test fails, and no partition rules
-left behind (the nft table is removed before the session, after it, and after each test that
-uses the `network` fixture)."""
+left behind (stale nft tables of dead runs are removed before the session, ours after it and
+after each test that uses the `network` fixture)."""
 import os
 import shutil
 
@@ -44,7 +44,7 @@ def nodes(request, tmp_path):
 @pytest.fixture(scope="session", autouse=True)
 def _no_stale_partitions():
     """A crashed run may have left partition rules: start clean, and end clean."""
-    harness.heal()
+    harness.heal_stale()
     yield
     harness.heal()
 

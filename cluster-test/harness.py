@@ -14,7 +14,11 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GUREUM = os.environ.get("GUREUM_BIN", os.path.join(ROOT, "build", "gureum"))
 SECRET = "cluster-test-secret"
-NFT_TABLE = "gureum_test"  # the partitions' nftables table (inet family); heal() deletes it
+# The partitions' nftables table (inet family), one per test process so that two test runs on
+# one machine do not lift each other's partitions; heal() deletes it, heal_stale() deletes the
+# tables of test processes that are gone.
+NFT_PREFIX = "gureum_test"
+NFT_TABLE = f"{NFT_PREFIX}_{os.getpid()}"
 
 
 class Timeout(AssertionError):
@@ -297,6 +301,22 @@ def heal():
     """Remove every partition (delete our nft table; fine if there is none)."""
     subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], capture_output=True,
                    timeout=10)
+
+
+def heal_stale():
+    """Delete partition tables left behind by test processes that no longer run (a crashed or
+    killed run), and our own."""
+    r = subprocess.run(["nft", "list", "tables", "inet"], capture_output=True, text=True,
+                       timeout=10)
+    for line in r.stdout.splitlines():
+        name = line.split()[-1] if line.startswith("table inet ") else ""
+        if not name.startswith(NFT_PREFIX):
+            continue
+        pid = name[len(NFT_PREFIX) + 1:]
+        if name != NFT_TABLE and pid.isdigit() and os.path.exists(f"/proc/{pid}"):
+            continue  # another test run, still going
+        subprocess.run(["nft", "delete", "table", "inet", name], capture_output=True,
+                       timeout=10)
 
 
 def partition(groups):

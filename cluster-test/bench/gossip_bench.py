@@ -4,15 +4,19 @@ machine in the same run, for clusters of 5, 10 and 25 nodes on loopback addresse
 
 Not a test: it measures and prints a table (see bench/README.md for how to read it). For each
 system and cluster size it measures
-  join       time from spawning one extra node until every member lists it alive;
+  join       time from spawning one extra node until every member lists it alive; median and
+             max over --joins joins (each a new name on a new address, stopped before the next);
   kill       time from SIGKILL of a member until every other member lists it dead (Serf:
              "failed"); median and max over --kills kills, the victim restarted in between and
              waited for until everyone lists it alive again;
-  false      members that ever report a member dead/failed while it is paused (SIGSTOP) for 2 s,
-             polled throughout the pause and 5 s after it;
-  bytes/s    idle traffic per node: nftables counters on the loopback output hook count the
-             bytes each node's address sends to the cluster's addresses over an idle window,
-             divided by the window and the node count (the same rules for both systems).
+  false      members that ever report a member dead/failed when it is paused (SIGSTOP) for 2 s,
+             polled throughout the pause and after it until everyone lists it alive again (at
+             least 5 s, at most 30 s: past any suspicion timeout);
+  bytes/s    idle gossip traffic per node: nftables counters on the loopback output hook count
+             the bytes each node's address sends on the gossip port (Gureum: RPC 7071, not
+             Raft's 7072; Serf: 7946), plus what other local addresses send to the cluster
+             there (memberlist's TCP dials leave from 127.0.0.1), over an idle window with no
+             polling, divided by the window and the node count (same rules for both systems).
 The goal is for Gureum to beat Serf on detection and convergence with zero false deaths.
 
 Both systems run with their defaults (Serf: the LAN profile). Members are polled the same way
@@ -21,8 +25,8 @@ msgpack RPC `members` command, what `serf members -format=json` uses), every nod
 rounds 20 ms apart. Every wait is bounded; every process and the nft table are cleaned up on
 exit, Ctrl-C included.
 
-usage: gossip_bench.py [--sizes 5,10,25] [--kills 5] [--only gureum|serf] [--idle 10]
-                       [--json FILE] [--keep]
+usage: gossip_bench.py [--sizes 5,10,25] [--kills 5] [--joins 3] [--only gureum|serf]
+                       [--idle 10] [--json FILE] [--keep]
 """
 import argparse
 import atexit
@@ -139,12 +143,17 @@ def mp_unpack(b, i=0):
     fixed = {0xc0: None, 0xc2: False, 0xc3: True}
     if t in fixed:
         return fixed[t], i
-    if t in (0xd9, 0xda, 0xdb):  # str 8/16/32 (Serf's codec writes old-style raw)
-        n = struct.unpack({0xd9: ">B", 0xda: ">H", 0xdb: ">I"}[t], take({0xd9: 1, 0xda: 2, 0xdb: 4}[t]))[0]
-        return raw(n), i
-    if t in (0xc4, 0xc5, 0xc6):  # bin 8/16/32
-        n = struct.unpack({0xc4: ">B", 0xc5: ">H", 0xc6: ">I"}[t], take({0xc4: 1, 0xc5: 2, 0xc6: 4}[t]))[0]
-        return bytes(take(n)), i
+    sized = {0xd9: ">B", 0xda: ">H", 0xdb: ">I", 0xc4: ">B", 0xc5: ">H", 0xc6: ">I",
+             0xc7: ">B", 0xc8: ">H", 0xc9: ">I"}
+    if t in sized:
+        fmt = sized[t]
+        n = struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
+        if t in (0xd9, 0xda, 0xdb):  # str 8/16/32 (Serf's codec writes old-style raw)
+            return raw(n), i
+        if t in (0xc4, 0xc5, 0xc6):  # bin 8/16/32
+            return bytes(take(n)), i
+        take(1 + n)  # ext 8/16/32: skipped
+        return None, i
     ints = {0xcc: ">B", 0xcd: ">H", 0xce: ">I", 0xcf: ">Q", 0xd0: ">b", 0xd1: ">h", 0xd2: ">i",
             0xd3: ">q", 0xca: ">f", 0xcb: ">d"}
     if t in ints:
@@ -152,10 +161,6 @@ def mp_unpack(b, i=0):
     exts = {0xd4: 1, 0xd5: 2, 0xd6: 4, 0xd7: 8, 0xd8: 16}
     if t in exts:
         take(1 + exts[t])
-        return None, i
-    if t in (0xc7, 0xc8, 0xc9):
-        n = struct.unpack({0xc7: ">B", 0xc8: ">H", 0xc9: ">I"}[t], take({0xc7: 1, 0xc8: 2, 0xc9: 4}[t]))[0]
-        take(1 + n)
         return None, i
     raise ValueError(f"bad msgpack type byte 0x{t:02x}")
 
@@ -221,6 +226,9 @@ def _track(proc):
 
 
 class GureumNode:
+    LEAVE_SIGNAL = signal.SIGTERM  # graceful stop: announces `left`
+    GOSSIP_PORT = 7071             # gossip rides the cluster RPC; Raft has its own port (7072)
+
     def __init__(self, workdir, name, ip, seed_ip):
         seeds = [f"{seed_ip}:7071"] if seed_ip and seed_ip != ip else []
         self.n = harness.Node(workdir, name, ip, seeds=seeds)
@@ -252,6 +260,8 @@ class GureumNode:
 
 
 class SerfNode:
+    LEAVE_SIGNAL = signal.SIGINT  # the agent leaves gracefully on SIGINT, not on SIGTERM
+    GOSSIP_PORT = 7946            # memberlist, UDP and TCP
     STATES = {"alive": "alive", "failed": "dead", "left": "left", "leaving": "left"}
 
     def __init__(self, workdir, name, ip, seed_ip):
@@ -317,14 +327,27 @@ def nft_delete():
     subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], capture_output=True, timeout=10)
 
 
-def nft_count_setup(ips):
-    """One counter rule per address: bytes it sends to any cluster address (loopback output)."""
+def nft_count_setup(ips, port):
+    """Counter rules on the loopback output hook for the gossip port only (TCP or UDP, as source
+    or destination port): Gureum's RPC port (Raft has a port of its own), Serf's memberlist port.
+    One pair of rules per cluster address for what it sends, and one pair for what other local
+    addresses send to the cluster: memberlist dials its TCP streams (push-pull, fallback pings)
+    without binding the node's address, so they leave from 127.0.0.1; Gureum dials from its bind
+    address. Each packet is counted once: every rule ends our chain (accept only ends this
+    chain, it does not bypass anyone else's rules)."""
     nft_delete()
     dst = ", ".join(ips)
+    proto = "meta l4proto { tcp, udp }"
     lines = [f"add table inet {NFT_TABLE}",
-             f"add chain inet {NFT_TABLE} out {{ type filter hook output priority 0; policy accept; }}"]
-    lines += [f"add rule inet {NFT_TABLE} out ip saddr {ip} ip daddr {{ {dst} }} counter"
-              for ip in ips]
+             f"add chain inet {NFT_TABLE} out "
+             "{ type filter hook output priority 0; policy accept; }"]
+    for ip in ips:
+        for d in ("sport", "dport"):
+            lines.append(f"add rule inet {NFT_TABLE} out ip saddr {ip} {proto} th {d} {port} "
+                         "counter accept")
+    for d in ("sport", "dport"):
+        lines.append(f"add rule inet {NFT_TABLE} out ip daddr {{ {dst} }} {proto} th {d} {port} "
+                     "counter accept")
     r = subprocess.run(["nft", "-f", "-"], input="\n".join(lines) + "\n", capture_output=True,
                        text=True, timeout=10)
     if r.returncode != 0:
@@ -332,7 +355,7 @@ def nft_count_setup(ips):
 
 
 def nft_counts():
-    """{source ip: bytes}."""
+    """{source ip: bytes}; the key "other" holds bytes sent to the cluster from other addresses."""
     r = subprocess.run(["nft", "-j", "list", "chain", "inet", NFT_TABLE, "out"],
                        capture_output=True, text=True, timeout=10, check=True)
     out = {}
@@ -340,15 +363,14 @@ def nft_counts():
         rule = item.get("rule")
         if not rule:
             continue
-        src, nbytes = None, 0
+        src, nbytes = "other", 0
         for e in rule["expr"]:
             m = e.get("match")
             if m and m["left"].get("payload", {}).get("field") == "saddr":
                 src = m["right"]
             if "counter" in e:
                 nbytes = e["counter"]["bytes"]
-        if src:
-            out[src] = nbytes
+        out[src] = out.get(src, 0) + nbytes
     return out
 
 
@@ -372,6 +394,17 @@ def poll_until(observers, pred, timeout):
                 pass
         time.sleep(POLL)
     return {o.name: done.get(o.name) for o in observers}
+
+
+def states_of(observers, target):
+    """{observer: how it lists target now} (for error messages)."""
+    out = {}
+    for o in observers:
+        try:
+            out[o.name] = o.view().get(target.name)
+        except Exception as e:
+            out[o.name] = f"error: {e.__class__.__name__}"
+    return out
 
 
 def wait_seen(observers, targets, state, timeout, what):
@@ -398,12 +431,20 @@ def start_cluster(system, nodes, timeout):
         n.start()
     for n in rest:
         harness.wait_for(n.ready, 15, f"{n.name} to answer")
-    return wait_seen(nodes, nodes, "alive", timeout, f"{system}: all {len(nodes)} alive everywhere")
+    t0 = time.monotonic()
+    try:
+        return wait_seen(nodes, nodes, "alive", 3, f"{system}: all {len(nodes)} alive everywhere")
+    except RuntimeError as e:  # slow: say who was missing what, then keep waiting
+        log(f"  slow start: {e}")
+    wait_seen(nodes, nodes, "alive", timeout, f"{system}: all {len(nodes)} alive everywhere")
+    return time.monotonic() - t0
 
 
 def measure_idle_bytes(nodes, window):
+    """(average bytes/s per node, bytes/s of the busiest address, bytes/s from elsewhere), on
+    the nodes' gossip port."""
     ips = [n.ip for n in nodes]
-    nft_count_setup(ips)
+    nft_count_setup(ips, nodes[0].GOSSIP_PORT)
     try:
         before = nft_counts()
         t0 = time.monotonic()
@@ -412,38 +453,47 @@ def measure_idle_bytes(nodes, window):
         dt = time.monotonic() - t0
     finally:
         nft_delete()
-    per = [(after.get(ip, 0) - before.get(ip, 0)) / dt for ip in ips]
-    return sum(per) / len(per), max(per)
+    rate = {k: (after.get(k, 0) - before.get(k, 0)) / dt for k in after}
+    per = [rate.get(ip, 0) for ip in ips]
+    other = rate.get("other", 0)
+    return (sum(per) + other) / len(ips), max(per), other
 
 
 def measure_pause(victim, others):
-    """Count observers that ever list the paused victim as dead; then wait for it alive."""
-    ever_dead = set()
+    """SIGSTOP the victim for PAUSE_S, then watch until every observer lists it alive again
+    (at least AFTER_PAUSE_S, at most 30 s: longer than any suspicion timeout, so a refutation
+    that got lost shows up as the death it turns into). Returns (number of observers that ever
+    listed it dead, seconds from the resume until every observer listed it alive again - for
+    good - or None if that never happened)."""
+    ever_dead, last = set(), {}
     victim.proc.send_signal(signal.SIGSTOP)
     t0 = time.monotonic()
-    resumed = False
+    resumed = back = None
     try:
-        while time.monotonic() - t0 < PAUSE_S + AFTER_PAUSE_S:
-            if not resumed and time.monotonic() - t0 >= PAUSE_S:
+        while time.monotonic() - t0 < PAUSE_S + 30:
+            now = time.monotonic()
+            if resumed is None and now - t0 >= PAUSE_S:
                 victim.proc.send_signal(signal.SIGCONT)
-                resumed = True
+                resumed = now
             for o in others:
                 try:
-                    if o.view().get(victim.name) == "dead":
-                        ever_dead.add(o.name)
+                    last[o.name] = o.view().get(victim.name)
                 except Exception:
-                    pass
+                    continue
+                if last[o.name] == "dead":
+                    ever_dead.add(o.name)
+            everywhere = len(last) == len(others) and all(v == "alive" for v in last.values())
+            if resumed is not None and everywhere:
+                back = back if back is not None else time.monotonic() - resumed
+                if time.monotonic() - resumed >= AFTER_PAUSE_S:
+                    break
+            else:
+                back = None
             time.sleep(POLL)
     finally:
-        if not resumed:
+        if resumed is None:
             victim.proc.send_signal(signal.SIGCONT)
-    try:
-        wait_seen(others, [victim], "alive", 30, f"{victim.name} alive again after the pause")
-        recovered = True
-    except RuntimeError as e:
-        log(f"  {e}")
-        recovered = False
-    return len(ever_dead), recovered
+    return len(ever_dead), back
 
 
 def measure_kills(system, nodes, kills):
@@ -457,7 +507,8 @@ def measure_kills(system, nodes, kills):
         victim.proc.wait()
         res = poll_until(others, lambda v: v.get(victim.name) == "dead", 120)
         if any(v is None for v in res.values()):
-            raise RuntimeError(f"{system}: SIGKILLed {victim.name} not dead everywhere in 120 s")
+            raise RuntimeError(f"{system}: SIGKILLed {victim.name} not dead everywhere in 120 s: "
+                               f"{states_of(others, victim)}")
         t = max(res.values())
         times.append(t)
         log(f"  kill {k + 1}/{kills}: {victim.name} dead everywhere after {t:.2f}s "
@@ -469,46 +520,60 @@ def measure_kills(system, nodes, kills):
     return times
 
 
+def measure_joins(system, nodes, joiners):
+    """Each joiner (a new name on a new address) in turn: spawn, time until every member lists
+    it alive, then stop it gracefully and wait until nobody lists it alive any more, so the
+    cluster is back to its size for the next one."""
+    times = []
+    for j in joiners:
+        wait_seen(nodes, nodes, "alive", 60, f"{system}: everyone alive before a join")
+        j.start()
+        res = poll_until(nodes, lambda v: v.get(j.name) == "alive", 60)
+        if any(v is None for v in res.values()):
+            raise RuntimeError(f"{system}: new node {j.name} not alive everywhere in 60 s")
+        times.append(max(res.values()))
+        log(f"  join: {j.name} alive everywhere {times[-1]:.2f}s after spawn")
+        stop_procs([j.proc], j.LEAVE_SIGNAL)
+        poll_until(nodes, lambda v: v.get(j.name) != "alive", 30)
+    return times
+
+
 def run_one(system, size, args, workdir):
     net = NET_BASE[system] + size
-    ips = [f"127.0.{net}.{i + 1}" for i in range(size + 1)]  # the last one is the joiner
+    ips = [f"127.0.{net}.{i + 1}" for i in range(size + args.joins)]  # the joiners come last
     prefix = "g" if system == "gureum" else "s"
     make = SYSTEMS[system]
-    nodes = [make(workdir, f"{prefix}{size}-{i + 1}", ip, ips[0]) for i, ip in enumerate(ips[:-1])]
-    joiner = make(workdir, f"{prefix}{size}-{size + 1}", ips[-1], ips[0])
+    everyone = [make(workdir, f"{prefix}{size}-{i + 1}", ip, ips[0]) for i, ip in enumerate(ips)]
+    nodes, joiners = everyone[:size], everyone[size:]
     result = {"system": system, "nodes": size}
     t_start = time.monotonic()
     try:
         conv = start_cluster(system, nodes, 120)
         log(f"{system} x{size}: converged ({conv:.2f}s after the last node answered)")
         time.sleep(SETTLE_S)
-        avg, mx = measure_idle_bytes(nodes, args.idle)
-        result.update(bytes_per_node=avg, bytes_max_node=mx)
-        log(f"  idle traffic: {avg:.0f} B/s per node (max {mx:.0f})")
+        avg, mx, other = measure_idle_bytes(nodes, args.idle)
+        result.update(bytes_per_node=avg, bytes_max_node=mx, bytes_unbound=other)
+        log(f"  idle traffic: {avg:.0f} B/s per node (busiest address sends {mx:.0f} B/s; "
+            f"{other:.0f} B/s total from unbound sockets)")
 
-        false_deaths, recovered = measure_pause(nodes[-1], nodes[:-1])
+        false_deaths, back = measure_pause(nodes[-1], nodes[:-1])
         result.update(false_deaths=false_deaths, pause_observers=size - 1,
-                      pause_recovered=recovered)
+                      pause_recovered=back is not None, pause_alive_after=back)
         log(f"  2 s pause of {nodes[-1].name}: {false_deaths} members reported it dead; "
-            f"{'recovered' if recovered else 'NOT recovered'}")
+            + (f"alive everywhere {back:.2f}s after the resume" if back is not None
+               else "NOT alive everywhere 30 s after the resume"))
 
         times = measure_kills(system, nodes, args.kills)
         result.update(kill_median=statistics.median(times), kill_max=max(times), kill_all=times)
 
-        wait_seen(nodes, nodes, "alive", 60, f"{system}: everyone alive before the join")
-        joiner.start()
-        res = poll_until(nodes, lambda v: v.get(joiner.name) == "alive", 60)
-        if any(v is None for v in res.values()):
-            raise RuntimeError(f"{system}: new node {joiner.name} not alive everywhere in 60 s")
-        result["join"] = max(res.values())
-        log(f"  join: {joiner.name} alive everywhere {result['join']:.2f}s after spawn")
+        times = measure_joins(system, nodes, joiners)
+        result.update(join_median=statistics.median(times), join_max=max(times), join_all=times)
     except Exception as e:
         result["error"] = str(e)
         log(f"{system} x{size}: FAILED: {e}")
     finally:
-        all_nodes = nodes + [joiner]
-        stop_procs([n.proc for n in all_nodes if n.proc is not None])
-        for n in all_nodes:
+        stop_procs([n.proc for n in everyone if n.proc is not None])
+        for n in everyone:
             n.close()
         log(f"{system} x{size}: done in {time.monotonic() - t_start:.0f}s")
     return result
@@ -521,29 +586,34 @@ def fmt(v, spec):
 
 
 def print_table(results):
-    cols = ["system", "nodes", "join s", "kill med s", "kill max s", "false deaths",
-            "bytes/s/node"]
+    cols = ["system", "nodes", "join med s", "join max s", "kill med s", "kill max s",
+            "false deaths", "bytes/s/node"]
     rows = []
     for r in results:
         fd = (f"{r['false_deaths']}/{r['pause_observers']}"
               + ("" if r.get("pause_recovered", True) else " (stuck)")
               if "false_deaths" in r else "-")
-        rows.append([r["system"], str(r["nodes"]), fmt(r.get("join"), ".2f"),
+        rows.append([r["system"], str(r["nodes"]), fmt(r.get("join_median"), ".2f"),
+                     fmt(r.get("join_max"), ".2f"),
                      fmt(r.get("kill_median"), ".2f"), fmt(r.get("kill_max"), ".2f"), fd,
-                     fmt(r.get("bytes_per_node"), ".0f")
-                     + ("" if "error" not in r else "  ERROR: " + r["error"][:60])])
+                     fmt(r.get("bytes_per_node"), ".0f") + (" ERROR" if "error" in r else "")])
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     line = "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cols, widths)))
     print()
     print(line)
     print("-" * len(line))
     for row in rows:
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print("  ".join(c.rjust(w) if i else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(row, widths))))
+    for r in results:
+        if "error" in r:
+            print(f"ERROR {r['system']} x{r['nodes']}: {r['error']}")
     print()
-    print("join = spawn of a new node until every member lists it alive; kill = SIGKILL until "
+    print("join = spawn of a new node until every member lists it alive, median/max of the "
+          "joins; kill = SIGKILL until "
           "every other member lists it dead (Serf: failed), median/max of the kills; false "
           "deaths = members that reported a 2 s SIGSTOPped node dead / members watching; "
-          "bytes/s/node = idle IP bytes each node sends to the cluster.")
+          "bytes/s/node = idle IP bytes per node on the gossip port (Gureum 7071, Serf 7946).")
     print("Goal: Gureum beats Serf on join and kill times with zero false deaths.")
     by = {(r["system"], r["nodes"]): r for r in results}
     for size in sorted({r["nodes"] for r in results}):
@@ -551,7 +621,7 @@ def print_table(results):
         if not g or not s or "error" in g or "error" in s:
             continue
         verdict = []
-        for key, label in (("join", "join"), ("kill_median", "kill median"),
+        for key, label in (("join_median", "join median"), ("kill_median", "kill median"),
                            ("kill_max", "kill max")):
             verdict.append(f"{label} {'beats' if g[key] < s[key] else 'LOSES TO'} Serf "
                            f"({g[key]:.2f}s vs {s[key]:.2f}s)")
@@ -565,14 +635,17 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="5,10,25", help="cluster sizes, comma-separated")
     ap.add_argument("--kills", type=int, default=5, help="SIGKILLs per cluster (>= 1)")
+    ap.add_argument("--joins", type=int, default=3, help="new nodes joined per cluster (>= 1)")
     ap.add_argument("--only", choices=sorted(SYSTEMS), help="run one system only")
     ap.add_argument("--idle", type=float, default=10.0, help="idle byte window, seconds")
     ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, data)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work dir (logs, data); kept anyway when a run fails")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    if not sizes or any(s < 2 or s > 50 for s in sizes) or args.kills < 1:
-        ap.error("sizes must be 2..50 and --kills >= 1")
+    if not sizes or any(s < 2 or s > 50 for s in sizes) or args.kills < 1 \
+            or not 1 <= args.joins <= 10:
+        ap.error("sizes must be 2..50, --kills >= 1, --joins 1..10")
     systems = [args.only] if args.only else ["serf", "gureum"]
     for s in systems:
         binary = SERF if s == "serf" else harness.GUREUM
@@ -594,8 +667,8 @@ def main():
                 results.append(run_one(system, size, args, d))
     finally:
         cleanup()
-        if args.keep:
-            log(f"kept {workdir}")
+        if args.keep or any("error" in r for r in results):
+            log(f"kept {workdir} (node logs under <system>-<size>/)")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     print_table(results)

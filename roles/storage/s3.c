@@ -175,6 +175,12 @@ static void body_deliver(s3_ctx_t *c, const char *data, size_t len, int last) {
   c->on_body(c, data, len, last);
 }
 
+static void s3_chunked_error(s3_ctx_t *c) {
+  const char *code = s3_chunked_code(c->auth_stream);
+  s3_error(c, code && strcmp(code, "SignatureDoesNotMatch") == 0 ? 403 : 400,
+           code ? code : "IncompleteBody", "%s", s3_chunked_message(c->auth_stream));
+}
+
 /* aws-chunked: the decoder hands out data pieces; when the operation pauses (a disk write in
  * flight) the decoder stops too, and the undecoded rest of the HTTP piece waits in `pending`. */
 static int chunked_emit(void *arg, const void *data, size_t len) {
@@ -187,7 +193,7 @@ static int chunked_emit(void *arg, const void *data, size_t len) {
 static void chunked_end(s3_ctx_t *c) {
   if (s3_chunked_finish(c->auth_stream) != 0) {
     c->on_body(c, NULL, 0, HTTP_BODY_ABORTED);
-    s3_error(c, 400, s3_chunked_code(c->auth_stream), "%s", s3_chunked_message(c->auth_stream));
+    s3_chunked_error(c);
     return;
   }
   body_deliver(c, NULL, 0, 1);
@@ -199,7 +205,7 @@ static int chunked_feed(s3_ctx_t *c, const char *data, size_t len) {
   if (c->answered) return -1;
   if (n < 0) {
     c->on_body(c, NULL, 0, HTTP_BODY_ABORTED);
-    s3_error(c, 400, s3_chunked_code(c->auth_stream), "%s", s3_chunked_message(c->auth_stream));
+    s3_chunked_error(c);
     return -1;
   }
   if ((size_t)n < len) { /* paused mid-piece: keep the rest (at most one HTTP read buffer) */
@@ -398,12 +404,27 @@ static s3_ctx_t *s3_ctx_new(s3_t *s3, http_req_t *req, int website) {
   return c;
 }
 
+/* Bucket and object sub-resources: PUTs with these carry small documents, not object data. */
+static const char *const s3_subresources[] = {
+    "versioning", "website", "cors", "acl", "tagging", "policy", "lifecycle", "logging",
+    "notification", "replication", "encryption", "ownershipControls", "publicAccessBlock",
+    "object-lock", "accelerate", "requestPayment", "inventory", "analytics", "metrics",
+    "intelligent-tiering", "legal-hold", "retention", "torrent", "restore", "select", NULL};
+
+static int s3_has_subresource(http_req_t *req) {
+  for (int i = 0; s3_subresources[i]; i++) {
+    char *v = http_req_query_param(req, s3_subresources[i]);
+    if (v) {
+      free(v);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static int is_upload(http_req_t *req) {
   if (strcmp(req->method, "PUT") != 0 || http_req_header(req, "x-amz-copy-source")) return 0;
-  char *t = http_req_query_param(req, "tagging"), *a = http_req_query_param(req, "acl");
-  int other = t || a;
-  free(t), free(a);
-  return !other;
+  return !s3_has_subresource(req);
 }
 
 /* Object and part uploads stream; everything else is a small document, buffered. */

@@ -56,6 +56,19 @@ static int parse_tagging(const char *s, Gureum__ObjectMeta *m) {
   return m->n_tags > 50 ? -1 : 0;
 }
 
+/* "aws-chunked" describes the upload's framing, not the object: S3 does not keep it. */
+static void strip_aws_chunked(char *enc) {
+  char out[512] = "";
+  char *save = NULL;
+  for (char *t = strtok_r(enc, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    while (*t == ' ') t++;
+    if (strcasecmp(t, "aws-chunked") == 0 || !*t) continue;
+    size_t l = strlen(out);
+    snprintf(out + l, sizeof out - l, "%s%s", l ? "," : "", t);
+  }
+  strcpy(enc, out);
+}
+
 int s3_meta_from_headers(s3_ctx_t *c, Gureum__ObjectMeta *m) {
   gureum__object_meta__init(m);
   m->bucket = strdup(c->bucket);
@@ -65,6 +78,7 @@ int s3_meta_from_headers(s3_ctx_t *c, Gureum__ObjectMeta *m) {
   const char *ct = s3_header(c, "content-type");
   m->content_type = strdup(ct && *ct ? ct : "binary/octet-stream");
   m->content_encoding = dup_header(c, "content-encoding");
+  strip_aws_chunked(m->content_encoding);
   m->content_disposition = dup_header(c, "content-disposition");
   m->cache_control = dup_header(c, "cache-control");
   m->content_language = dup_header(c, "content-language");
@@ -1002,6 +1016,9 @@ void s3_object_op(s3_ctx_t *c) {
   const Gureum__BucketConfig *b = s3_bucket_for(c, read ? S3_PERM_READ : S3_PERM_WRITE, NULL);
   if (!b) return;
   if (s3_has_param(c, "tagging")) tagging(c);
+  else if (s3_has_param(c, "acl") || s3_has_param(c, "legal-hold") || s3_has_param(c, "retention") ||
+           s3_has_param(c, "torrent") || s3_has_param(c, "restore") || s3_has_param(c, "select"))
+    s3_error(c, 501, "NotImplemented", "A header or query you provided requested a function that is not implemented.");
   else if (strcmp(m, "GET") == 0 && s3_has_param(c, "uploadId")) s3_mpu_list_parts(c);
   else if (read) get_object(c, strcmp(m, "HEAD") == 0);
   else if (strcmp(m, "PUT") == 0 && s3_has_param(c, "uploadId")) s3_mpu_part(c);
