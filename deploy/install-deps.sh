@@ -17,6 +17,8 @@ PKGS=(
   python3 python3-venv python3-pip iproute2 nftables procps curl
   # benchmark peers
   serf etcd-server etcd-client
+  # S3 tests and benchmark: aws CLI v2, Debian's boto3 (an older SDK), nginx (WebDAV peer), wrk
+  awscli python3-boto3 nginx wrk
 )
 
 missing=()

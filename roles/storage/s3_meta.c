@@ -148,7 +148,8 @@ const Gureum__BucketConfig *s3_meta_bucket_at(s3_meta_t *m, size_t i) {
 
 s3_perm_t s3_meta_perm(s3_meta_t *m, const char *akid, const Gureum__BucketConfig *b) {
   s3_perm_t p = S3_PERM_NONE;
-  if (b && (strcmp(b->acl, "public-read") == 0 || b->website_xml[0])) p = S3_PERM_READ;
+  /* A website configuration opens the website port only, never the S3 API. */
+  if (b && strcmp(b->acl, "public-read") == 0) p = S3_PERM_READ;
   if (b && strcmp(b->acl, "public-read-write") == 0) p = S3_PERM_WRITE;
   if (!akid || !b) return p;
   if (strcmp(b->owner, akid) == 0) return S3_PERM_OWNER;

@@ -358,14 +358,20 @@ static int checksum_setup(s3_ctx_t *c, s3_checksum_t *ck, char **expected) {
       return -1;
     }
     *expected = strdup(v);
-    return s3_checksum_init(ck, algos[i]);
+    s3_checksum_init(ck, algos[i]);
+    return 0;
   }
   const char *trailer = s3_header(c, "x-amz-trailer");
   const char *sdk = s3_header(c, "x-amz-sdk-checksum-algorithm");
-  if (trailer && strncasecmp(trailer, "x-amz-checksum-", 15) == 0)
-    return s3_checksum_init(ck, s3_checksum_algo_parse(trailer + 15));
-  if (sdk) return s3_checksum_init(ck, s3_checksum_algo_parse(sdk));
-  return s3_checksum_init(ck, S3_CK_NONE);
+  if (trailer && strncasecmp(trailer, "x-amz-checksum-", 15) == 0 &&
+      s3_checksum_init(ck, s3_checksum_algo_parse(trailer + 15)) == 0)
+    return 0;
+  s3_checksum_algo_t algo = sdk ? s3_checksum_algo_parse(sdk) : S3_CK_NONE;
+  if (algo == S3_CK_NONE) { /* no checksum promised: nothing to verify (init refuses NONE) */
+    s3_checksum_init(ck, S3_CK_NONE);
+    return 0;
+  }
+  return s3_checksum_init(ck, algo) == 0 ? 0 : (s3_error(c, 400, "InvalidRequest", "unsupported checksum algorithm"), -1);
 }
 
 static void put_object(s3_ctx_t *c, const Gureum__BucketConfig *b) {
