@@ -1520,7 +1520,6 @@ def test_anonymous_access_private_and_public_read(ctx):
     assert r.status_code == 400 and err_code(r) == "InvalidArgument", r.text
 
 
-@pytest.mark.xfail(strict=True, reason='known bug: `gureum bucket allow` with an unknown key does not name the key in its error')
 def test_bucket_grants_from_cli(ctx):
     b = new_bucket(ctx, "grants")
     ctx.s3a.put_object(Bucket=b, Key="g", Body=b"granted")

@@ -411,7 +411,7 @@ static const char *const s3_subresources[] = {
     "object-lock", "accelerate", "requestPayment", "inventory", "analytics", "metrics",
     "intelligent-tiering", "legal-hold", "retention", "torrent", "restore", "select", NULL};
 
-static int s3_has_subresource(http_req_t *req) {
+int s3_has_subresource(http_req_t *req) {
   for (int i = 0; s3_subresources[i]; i++) {
     char *v = http_req_query_param(req, s3_subresources[i]);
     if (v) {

@@ -89,6 +89,9 @@ void s3_resume_body(s3_ctx_t *c);
 void s3_obj_error(s3_ctx_t *c, obj_status_t st);
 uint64_t s3_now_ms(void);
 
+/* Any bucket/object sub-resource in the query (?versioning, ?encryption, ...)? */
+int s3_has_subresource(http_req_t *req);
+
 /* ---- handlers ---- */
 void s3_list_buckets(s3_ctx_t *c);
 void s3_bucket_op(s3_ctx_t *c);   /* everything with a bucket and no key */

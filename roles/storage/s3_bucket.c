@@ -278,9 +278,7 @@ static void put_acl(s3_ctx_t *c, const Gureum__BucketConfig *b, uint64_t rev) {
 void s3_bucket_op(s3_ctx_t *c) {
   const char *m = c->req->method;
   uint64_t rev = 0;
-  if (strcmp(m, "PUT") == 0 && !s3_has_param(c, "versioning") && !s3_has_param(c, "website") &&
-      !s3_has_param(c, "cors") && !s3_has_param(c, "acl") && !s3_has_param(c, "tagging") &&
-      !s3_has_param(c, "policy") && !s3_has_param(c, "lifecycle")) {
+  if (strcmp(m, "PUT") == 0 && !s3_has_subresource(c->req)) {
     create_bucket(c);
     return;
   }
@@ -332,6 +330,8 @@ void s3_bucket_op(s3_ctx_t *c) {
     else if (s3_has_param(c, "cors")) delete_xml_config(c, b, rev, 0);
     else if (s3_has_param(c, "policy") || s3_has_param(c, "lifecycle") || s3_has_param(c, "tagging"))
       s3_reply_empty(c, 204, NULL);
+    else if (s3_has_subresource(c->req)) /* never let an unknown sub-resource delete the bucket */
+      s3_error(c, 501, "NotImplemented", "This bucket configuration is not implemented");
     else {
       empty_check_t *e = malloc(sizeof *e);
       e->c = c;

@@ -145,8 +145,12 @@ static void admin_bucket_allow(node_t *n, http_req_t *req, void *arg) {
   char bucket[64];
   snprintf(bucket, sizeof bucket, "%.*s", (int)(bl < 63 ? bl : 63), p);
   json_t *body = json_loadb(req->body, req->body_len, 0, NULL);
-  const char *akid = json_string_value(json_object_get(body, "key"));
-  const char *perm = json_string_value(json_object_get(body, "permission"));
+  char akid_copy[160], perm_copy[16];
+  /* Copies: the JSON document is freed before the answers below use these. */
+  snprintf(akid_copy, sizeof akid_copy, "%s", json_string_value(json_object_get(body, "key")) ? json_string_value(json_object_get(body, "key")) : "");
+  snprintf(perm_copy, sizeof perm_copy, "%s", json_string_value(json_object_get(body, "permission")) ? json_string_value(json_object_get(body, "permission")) : "");
+  const char *akid = akid_copy[0] ? akid_copy : NULL;
+  const char *perm = perm_copy[0] ? perm_copy : NULL;
   const Gureum__AccessKey *k = akid ? s3_meta_key(st->meta, akid) : NULL;
   if (!perm || (strcmp(perm, "read") != 0 && strcmp(perm, "write") != 0 && strcmp(perm, "owner") != 0)) {
     json_decref(body);
