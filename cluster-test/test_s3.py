@@ -1406,7 +1406,6 @@ def _rss_mib(pid):
     return 0.0
 
 
-@pytest.mark.xfail(strict=True, reason='known bug: the website port (and stalled S3 readers) do not wait for the socket to drain')
 def test_stalled_downloads_hold_bounded_memory(ctx):
     """Three clients ask for a 64 MiB object and read nothing: on the S3 port and on the
     website port the node must not buffer the object for them (anonymous website visitors

@@ -181,6 +181,13 @@ static void web_html_error(s3_ctx_t *c, int status, const char *code, const char
 
 static void web_fetch(web_t *w, const char *key);
 
+static void web_data(void *arg, obj_status_t st, const void *data, size_t len, int eof);
+
+static void web_next(void *arg) {
+  web_t *w = arg;
+  obj_read(w->r, web_data, w);
+}
+
 static void web_data(void *arg, obj_status_t st, const void *data, size_t len, int eof) {
   web_t *w = arg;
   s3_ctx_t *c = w->c;
@@ -200,7 +207,8 @@ static void web_data(void *arg, obj_status_t st, const void *data, size_t len, i
     web_free(w);
     return;
   }
-  obj_read(w->r, web_data, w);
+  /* Like GetObject: the next block is read only when the socket has taken most of this one. */
+  http_res_wait_drain(c->req, web_next, w);
 }
 
 static void web_meta(void *arg, obj_status_t st, const Gureum__ObjectMeta *m) {
