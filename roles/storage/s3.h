@@ -116,6 +116,13 @@ typedef void (*s3_copy_done_fn)(s3_ctx_t *c, const Gureum__ObjectMeta *part);
 void s3_copy(s3_ctx_t *c, const Gureum__BucketConfig *dst, const char *upload_id,
              uint32_t part_number, s3_copy_done_fn done);
 
+/* A streamed upload (PutObject, UploadPart): Content-Length, Content-MD5 and the promised
+ * x-amz-checksum-* are verified before the writer commits; the reply carries the ETag.
+ * s3_upload_new answers the error itself and returns NULL on bad checksum headers. */
+typedef struct s3_upload_s s3_upload_t;
+s3_upload_t *s3_upload_new(s3_ctx_t *c);
+void s3_upload_start(s3_upload_t *u, obj_writer_t *w, const char *checksum_type);
+
 /* Fill ObjectMeta content fields from request headers (Content-Type, x-amz-meta-*, ...). */
 int s3_meta_from_headers(s3_ctx_t *c, Gureum__ObjectMeta *m);
 /* Free what s3_meta_from_headers allocated. */

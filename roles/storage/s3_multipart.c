@@ -7,7 +7,6 @@
 #include "s3.h"
 #include "s3_checksum.h"
 
-#define S3_MAX_PART_SIZE (5ull << 30)
 #define S3_MAX_PARTS 10000
 
 typedef struct mpu_create_s {
@@ -51,115 +50,6 @@ void s3_mpu_create(s3_ctx_t *c) {
 
 /* ---- UploadPart ---- */
 
-typedef struct part_s {
-  s3_ctx_t *c;
-  obj_writer_t *w;
-  s3_checksum_t ck;
-  char *ck_expected;
-  uint64_t received;
-  int last;
-  char *piece;
-} part_t;
-
-static void part_free(part_t *p) {
-  free(p->piece);
-  s3_checksum_free(&p->ck);
-  free(p->ck_expected);
-  free(p);
-}
-
-static void part_committed(void *arg, obj_status_t st, const Gureum__ObjectMeta *m) {
-  part_t *p = arg;
-  s3_ctx_t *c = p->c;
-  if (st != OBJ_OK) {
-    s3_obj_error(c, st);
-  } else {
-    char etag[80];
-    snprintf(etag, sizeof etag, "\"%s\"", m->etag);
-    const char *h[5] = {"ETag", etag, NULL, NULL, NULL};
-    if (m->checksum_algorithm[0]) {
-      h[2] = s3_checksum_header(s3_checksum_algo_parse(m->checksum_algorithm));
-      h[3] = m->checksum_value;
-    }
-    s3_reply_empty(c, 200, h);
-  }
-  part_free(p);
-}
-
-static void part_finish(part_t *p) {
-  s3_ctx_t *c = p->c;
-  const char *cl = s3_header(c, "x-amz-decoded-content-length");
-  if (!cl) cl = s3_header(c, "content-length");
-  if (cl && strtoull(cl, NULL, 10) != p->received) {
-    obj_put_abort(p->w);
-    s3_error(c, 400, "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header.");
-    part_free(p);
-    return;
-  }
-  const char *md5 = s3_header(c, "content-md5");
-  if (md5 && !s3_content_md5_check(md5, obj_writer_md5(p->w))) {
-    obj_put_abort(p->w);
-    s3_error(c, 400, "BadDigest", "The Content-MD5 you specified did not match what we received.");
-    part_free(p);
-    return;
-  }
-  if (p->ck.algo != S3_CK_NONE) {
-    char got[S3_CHECKSUM_B64_MAX];
-    s3_checksum_final(&p->ck, got);
-    const char *want = p->ck_expected ? p->ck_expected : s3_trailer(c, s3_checksum_header(p->ck.algo));
-    if (want && strcmp(want, got) != 0) {
-      obj_put_abort(p->w);
-      s3_error(c, 400, "BadDigest", "The %s you specified did not match the calculated checksum.",
-               s3_checksum_header(p->ck.algo));
-      part_free(p);
-      return;
-    }
-    obj_writer_set_checksum(p->w, s3_checksum_algo_name(p->ck.algo), got, "");
-  }
-  obj_put_commit(p->w, part_committed, p);
-}
-
-static void part_written(void *arg, obj_status_t st) {
-  part_t *p = arg;
-  if (st != OBJ_OK) {
-    obj_put_abort(p->w);
-    s3_obj_error(p->c, st);
-    part_free(p);
-    return;
-  }
-  if (p->last) part_finish(p);
-  else s3_resume_body(p->c);
-}
-
-static void part_body(s3_ctx_t *c, const char *data, size_t len, int last) {
-  part_t *p = c->body_state;
-  if (!data && !len && last < 0) {
-    obj_put_abort(p->w);
-    part_free(p);
-    return;
-  }
-  p->received += len;
-  p->last = last;
-  if (p->received > S3_MAX_PART_SIZE) {
-    c->body_state = NULL;
-    obj_put_abort(p->w);
-    s3_error(c, 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.");
-    part_free(p);
-    return;
-  }
-  if (len) {
-    s3_checksum_update(&p->ck, data, len);
-    /* HTTP data is only valid during this call; the writer needs it until its callback. */
-    free(p->piece);
-    p->piece = malloc(len);
-    memcpy(p->piece, data, len);
-    s3_pause_body(c);
-    obj_write(p->w, p->piece, len, part_written, p);
-  } else if (last) {
-    part_finish(p);
-  }
-}
-
 static void part_copied(s3_ctx_t *c, const Gureum__ObjectMeta *m) {
   s3_xml_t x;
   s3_xml_begin(&x, "CopyPartResult");
@@ -184,23 +74,9 @@ void s3_mpu_part(s3_ctx_t *c) {
     free(pn), free(id);
     return;
   }
-  part_t *p = calloc(1, sizeof *p);
-  p->c = c;
-  s3_checksum_algo_t algos[] = {S3_CK_CRC32, S3_CK_CRC32C, S3_CK_CRC64NVME, S3_CK_SHA1, S3_CK_SHA256};
-  s3_checksum_algo_t algo = S3_CK_NONE;
-  for (size_t i = 0; i < 5 && algo == S3_CK_NONE; i++)
-    if (s3_header(c, s3_checksum_header(algos[i]))) {
-      algo = algos[i];
-      p->ck_expected = strdup(s3_header(c, s3_checksum_header(algos[i])));
-    }
-  const char *trailer = s3_header(c, "x-amz-trailer");
-  if (algo == S3_CK_NONE && trailer && strncasecmp(trailer, "x-amz-checksum-", 15) == 0)
-    algo = s3_checksum_algo_parse(trailer + 15);
-  s3_checksum_init(&p->ck, algo);
-  p->w = obj_mpu_part_begin(c->s3->obj, c->bucket, c->key, id, (uint32_t)part);
+  s3_upload_t *u = s3_upload_new(c);
+  if (u) s3_upload_start(u, obj_mpu_part_begin(c->s3->obj, c->bucket, c->key, id, (uint32_t)part), "");
   free(pn), free(id);
-  c->body_state = p;
-  s3_read_body(c, part_body);
 }
 
 /* ---- Complete ---- */

@@ -222,18 +222,20 @@ size_t s3_object_headers(s3_ctx_t *c, const Gureum__ObjectMeta *m, const char **
   return b.n;
 }
 
-/* ---- PutObject ---- */
+/* ---- PutObject and UploadPart: one streamed, verified upload ---- */
 
-typedef struct put_s {
+struct s3_upload_s {
   s3_ctx_t *c;
   obj_writer_t *w;
-  Gureum__ObjectMeta meta;
+  Gureum__ObjectMeta meta; /* PutObject's headers; empty for a part */
+  const char *ck_type;     /* FULL_OBJECT for objects, "" for parts */
   s3_checksum_t ck;
   char *ck_expected; /* from the header; trailers arrive at the end */
   uint64_t received;
   int last, failed;
   char *piece;
-} put_t;
+};
+typedef struct s3_upload_s put_t;
 
 static void put_free(put_t *p) {
   free(p->piece);
@@ -299,7 +301,7 @@ static void put_finish(put_t *p) {
       put_free(p);
       return;
     }
-    obj_writer_set_checksum(p->w, s3_checksum_algo_name(p->ck.algo), got, "FULL_OBJECT");
+    obj_writer_set_checksum(p->w, s3_checksum_algo_name(p->ck.algo), got, p->ck_type);
   }
   obj_put_commit(p->w, put_committed, p);
 }
@@ -385,15 +387,31 @@ static void put_object(s3_ctx_t *c, const Gureum__BucketConfig *b) {
     s3_error(c, 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.");
     return;
   }
-  put_t *p = calloc(1, sizeof *p);
-  p->c = c;
-  if (s3_meta_from_headers(c, &p->meta) != 0 || checksum_setup(c, &p->ck, &p->ck_expected) != 0) {
+  put_t *p = s3_upload_new(c);
+  if (!p) return;
+  if (s3_meta_from_headers(c, &p->meta) != 0) {
     put_free(p);
     return;
   }
-  p->w = obj_put_begin(c->s3->obj, &p->meta, strcmp(b->versioning, "Enabled") == 0);
-  c->body_state = p;
-  s3_read_body(c, put_body);
+  s3_upload_start(p, obj_put_begin(c->s3->obj, &p->meta, strcmp(b->versioning, "Enabled") == 0),
+                  "FULL_OBJECT");
+}
+
+s3_upload_t *s3_upload_new(s3_ctx_t *c) {
+  put_t *p = calloc(1, sizeof *p);
+  p->c = c;
+  if (checksum_setup(c, &p->ck, &p->ck_expected) != 0) {
+    put_free(p);
+    return NULL;
+  }
+  return p;
+}
+
+void s3_upload_start(s3_upload_t *p, obj_writer_t *w, const char *checksum_type) {
+  p->w = w;
+  p->ck_type = checksum_type;
+  p->c->body_state = p;
+  s3_read_body(p->c, put_body);
 }
 
 /* ---- GetObject / HeadObject ---- */
