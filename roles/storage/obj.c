@@ -66,6 +66,7 @@ const char *obj_strerror(obj_status_t s) {
   case OBJ_ECORRUPT: return "data corrupt";
   case OBJ_EIO: return "i/o error";
   case OBJ_ECANCELED: return "canceled";
+  case OBJ_EPRECOND: return "precondition failed";
   }
   return "unknown";
 }
@@ -184,6 +185,24 @@ void obj_stats(const obj_t *o, obj_stats_t *out) { *out = o->stats; }
 
 enum { OBJ_W_PUT, OBJ_W_PART };
 
+/* An obj_cond_t whose strings we own. */
+typedef struct {
+  obj_cond_t c;
+  int set;
+} obj_cond_copy_t;
+
+static void cond_copy(obj_cond_copy_t *dst, const obj_cond_t *src) {
+  dst->c.if_match = src && src->if_match ? strdup(src->if_match) : NULL;
+  dst->c.if_none_match = src && src->if_none_match ? strdup(src->if_none_match) : NULL;
+  dst->set = dst->c.if_match || dst->c.if_none_match;
+}
+
+static void cond_clear(obj_cond_copy_t *c) {
+  free((char *)c->c.if_match);
+  free((char *)c->c.if_none_match);
+  memset(c, 0, sizeof *c);
+}
+
 struct obj_writer_s {
   obj_op_t op; /* the one step in flight: block flush, write completion, commit or abort */
   int kind, versioned;
@@ -204,6 +223,7 @@ struct obj_writer_s {
   obj_meta_fn ccb;
   void *carg;
   Gureum__ObjectMeta *result;
+  obj_cond_copy_t cond;
   obj_status_t err; /* sticky: after a failed block write the writer only fails */
   int busy, aborted, committing;
 };
@@ -238,6 +258,7 @@ static void writer_free(obj_writer_t *w) {
   gureum__object_meta__free_unpacked(w->meta, NULL);
   if (w->result) gureum__object_meta__free_unpacked(w->result, NULL);
   free(w->upload_id);
+  cond_clear(&w->cond);
   o->stats.writers--;
   free(w);
 }
@@ -382,6 +403,12 @@ void obj_writer_set_checksum(obj_writer_t *w, const char *algo, const char *valu
   set_str(&w->meta->checksum_type, type);
 }
 
+void obj_writer_set_cond(obj_writer_t *w, const obj_cond_t *cond) {
+  if (w->kind != OBJ_W_PUT || w->committing) obj_misuse("obj_writer_set_cond");
+  cond_clear(&w->cond);
+  cond_copy(&w->cond, cond);
+}
+
 static obj_status_t writer_record(obj_writer_t *w, const char *etag) {
   obj_engine_t *e = w->op.o->eng;
   if (w->kind == OBJ_W_PUT) {
@@ -395,7 +422,7 @@ static obj_status_t writer_record(obj_writer_t *w, const char *etag) {
     m.n_part_sizes = 0;
     m.part_sizes = NULL;
     m.delete_marker = 0;
-    return obj_engine_put(e, &m, w->versioned, &w->result);
+    return obj_engine_put(e, &m, w->versioned, w->cond.set ? &w->cond.c : NULL, &w->result);
   }
   Gureum__UploadPart p = GUREUM__UPLOAD_PART__INIT;
   p.part_number = w->part_number;
@@ -717,6 +744,7 @@ typedef struct {
   Gureum__ObjectMeta *in; /* headers (mpu_create) or tags (set_tags), our own copy */
   obj_part_ref_t *parts;
   size_t nparts;
+  obj_cond_copy_t cond;
   Gureum__ObjectMeta *meta; /* the result */
   char upload_id[OBJ_UID_LEN + 1];
   obj_cb_t cb;
@@ -732,6 +760,7 @@ static void mop_free(obj_mop_t *m) {
   if (m->meta) gureum__object_meta__free_unpacked(m->meta, NULL);
   for (size_t i = 0; i < m->nparts; i++) free((char *)m->parts[i].etag);
   free(m->parts);
+  cond_clear(&m->cond);
   free(m);
 }
 
@@ -844,12 +873,12 @@ void obj_mpu_create(obj_t *o, const Gureum__ObjectMeta *meta, obj_upload_fn cb, 
 static void mpu_complete_work(obj_op_t *op) {
   obj_mop_t *m = (obj_mop_t *)op;
   op->st = obj_engine_mpu_complete(op->o->eng, m->bucket, m->key, m->str, m->parts, m->nparts,
-                                   m->versioned, &m->meta);
+                                   m->versioned, m->cond.set ? &m->cond.c : NULL, &m->meta);
 }
 
 void obj_mpu_complete(obj_t *o, const char *bucket, const char *key, const char *upload_id,
-                      const obj_part_ref_t *parts, size_t n, int versioned, obj_meta_fn cb,
-                      void *arg) {
+                      const obj_part_ref_t *parts, size_t n, int versioned,
+                      const obj_cond_t *cond, obj_meta_fn cb, void *arg) {
   obj_cb_t c = {.meta = cb};
   obj_mop_t *m = mop_new(o, bucket, key, NULL, upload_id, c, arg);
   if (m && n && !(m->parts = calloc(n, sizeof *m->parts))) {
@@ -865,7 +894,10 @@ void obj_mpu_complete(obj_t *o, const char *bucket, const char *key, const char 
       m = NULL;
     }
   }
-  if (m) m->versioned = versioned;
+  if (m) {
+    m->versioned = versioned;
+    cond_copy(&m->cond, cond);
+  }
   mop_start(o, m, mpu_complete_work, mop_meta_done, OBJ_CB_META, c, arg);
 }
 

@@ -27,9 +27,19 @@ typedef enum {
   OBJ_ECORRUPT,     /* a block failed its checksum: never return bad bytes */
   OBJ_EIO,
   OBJ_ECANCELED,
+  OBJ_EPRECOND,     /* PreconditionFailed: a conditional write found another current object */
 } obj_status_t;
 
 const char *obj_strerror(obj_status_t s);
+
+/* A conditional write (S3's If-None-Match: * / If-Match on PutObject and
+ * CompleteMultipartUpload), checked atomically with the write. NULL fields = no condition. */
+typedef struct obj_cond_s {
+  const char *if_match;      /* ETag list the current object must match; none = NoSuchKey */
+  const char *if_none_match; /* "*": fail if a current (non-deleted) object exists */
+} obj_cond_t;
+/* 1 if `etag` is in `list` ("*", "x", "\"x\"", W/"x", comma separated). */
+int obj_etag_matches(const char *list, const char *etag);
 
 #define OBJ_BLOCK_SIZE (1u << 20)
 #define OBJ_MIN_PART_SIZE (5u << 20)
@@ -59,7 +69,9 @@ void obj_put_abort(obj_writer_t *w); /* frees w and whatever it wrote */
  * the version or part at commit. Call between writes, before obj_put_commit. */
 void obj_writer_set_checksum(obj_writer_t *w, const char *algo, const char *value, const char *type);
 /* MD5 so far (hex), e.g. to check Content-MD5 before committing. Valid after the last write. */
-const uint8_t *obj_writer_md5(obj_writer_t *w); /* 16 raw bytes, after all writes completed */
+const uint8_t *obj_writer_md5(obj_writer_t *w);
+/* Only commit if the condition holds at commit time (copied). PutObject writers only. */
+void obj_writer_set_cond(obj_writer_t *w, const obj_cond_t *cond); /* 16 raw bytes, after all writes completed */
 
 /* ---- reading ----
  * obj_get_begin looks the object up (cb gets its meta, or an error); then obj_read pulls the
@@ -122,8 +134,8 @@ typedef struct obj_part_ref_s {
 } obj_part_ref_t;
 /* Checks order, ETags and sizes; the object appears atomically with the multipart ETag. */
 void obj_mpu_complete(obj_t *o, const char *bucket, const char *key, const char *upload_id,
-                      const obj_part_ref_t *parts, size_t n, int versioned, obj_meta_fn cb,
-                      void *arg);
+                      const obj_part_ref_t *parts, size_t n, int versioned,
+                      const obj_cond_t *cond, obj_meta_fn cb, void *arg);
 void obj_mpu_abort(obj_t *o, const char *bucket, const char *key, const char *upload_id,
                    obj_done_fn cb, void *arg);
 typedef void (*obj_parts_fn)(void *arg, obj_status_t st, Gureum__UploadPart **parts, size_t n,

@@ -585,9 +585,48 @@ static obj_status_t scan_key(obj_engine_t *e, const obj_buf_t *pre, int drop_nul
 
 /* Adds `in` to b as the key's newest version (the caller holds the key's lock); *packed gets the
  * record as stored. Unversioned writes also drop the "null" version they replace. */
+/* An If-Match / If-None-Match list ("*", quoted or weak ETags, comma separated) against one ETag. */
+int obj_etag_matches(const char *list, const char *etag) {
+  if (strcmp(list, "*") == 0) return 1;
+  char *copy = strdup(list), *save = NULL;
+  int hit = 0;
+  for (char *t = strtok_r(copy, ",", &save); t && !hit; t = strtok_r(NULL, ",", &save)) {
+    while (*t == ' ') t++;
+    if (strncmp(t, "W/", 2) == 0) t += 2;
+    size_t n = strlen(t);
+    while (n && t[n - 1] == ' ') t[--n] = 0;
+    if (n >= 2 && t[0] == '"' && t[n - 1] == '"') {
+      t[n - 1] = 0;
+      t++;
+    }
+    hit = strcmp(t, etag) == 0;
+  }
+  free(copy);
+  return hit;
+}
+
+/* S3's conditional writes, checked under the key's lock so that two racing writers cannot both
+ * pass: If-None-Match "*" wants no current object, If-Match wants the current object's ETag. */
+static obj_status_t cond_check(obj_engine_t *e, const Gureum__ObjectMeta *in, const obj_cond_t *c) {
+  if (!c || (!c->if_none_match && !c->if_match)) return OBJ_OK;
+  Gureum__ObjectMeta *cur = NULL;
+  obj_status_t st = find_version(e, NULL, in->bucket, in->key, NULL, &cur, NULL);
+  int exists = st == OBJ_OK;
+  if (st == OBJ_OK || st == OBJ_ENOENT || st == OBJ_EDELETED) {
+    st = OBJ_OK;
+    if (c->if_none_match && exists) st = OBJ_EPRECOND;
+    else if (c->if_match && !exists) st = OBJ_ENOENT;
+    else if (c->if_match && !obj_etag_matches(c->if_match, cur->etag ? cur->etag : "")) st = OBJ_EPRECOND;
+  }
+  if (cur) gureum__object_meta__free_unpacked(cur, NULL);
+  return st;
+}
+
 static obj_status_t version_insert(obj_engine_t *e, store_batch_t *b, obj_gc_t *g,
-                                   const Gureum__ObjectMeta *in, int versioned, uint8_t **packed,
-                                   size_t *plen) {
+                                   const Gureum__ObjectMeta *in, int versioned,
+                                   const obj_cond_t *cond, uint8_t **packed, size_t *plen) {
+  obj_status_t cst = cond_check(e, in, cond);
+  if (cst != OBJ_OK) return cst;
   obj_buf_t k = {0};
   key_versions(&k, in->bucket, in->key);
   uint64_t newest;
@@ -646,7 +685,7 @@ static obj_status_t commit(obj_engine_t *e, pthread_mutex_t *mu, store_batch_t *
 }
 
 obj_status_t obj_engine_put(obj_engine_t *e, const Gureum__ObjectMeta *m, int versioned,
-                            Gureum__ObjectMeta **out) {
+                            const obj_cond_t *cond, Gureum__ObjectMeta **out) {
   *out = NULL;
   pthread_mutex_t *mu = stripe(e, m->bucket, m->key);
   store_batch_t *b = store_batch_new();
@@ -654,7 +693,7 @@ obj_status_t obj_engine_put(obj_engine_t *e, const Gureum__ObjectMeta *m, int ve
   uint8_t *packed = NULL;
   size_t plen = 0;
   pthread_mutex_lock(mu);
-  obj_status_t st = version_insert(e, b, &g, m, versioned, &packed, &plen);
+  obj_status_t st = version_insert(e, b, &g, m, versioned, cond, &packed, &plen);
   return commit(e, mu, b, &g, st, packed, plen, out);
 }
 
@@ -723,7 +762,7 @@ obj_status_t obj_engine_delete(obj_engine_t *e, const char *bucket, const char *
     m.bucket = (char *)bucket;
     m.key = (char *)key;
     m.delete_marker = 1;
-    return obj_engine_put(e, &m, enabled, out);
+    return obj_engine_put(e, &m, enabled, NULL, out);
   }
   return delete_null(e, bucket, key, out);
 }
@@ -850,6 +889,25 @@ static void seek_past(store_iter_t *it, obj_buf_t *sk, const char *bucket, const
   store_iter_seek(it, sk->p, sk->n);
 }
 
+/* Steps `it` past the older versions of mk's key: one step covers the usual single version,
+ * else seek. mk points into the iterator's current key. */
+static void skip_versions(store_iter_t *it, obj_buf_t *sk, const char *bucket,
+                          const obj_mkey_t *mk) {
+  size_t kl;
+  sk->n = 0;
+  buf_str(sk, bucket);
+  buf_add(sk, mk->key, mk->kl);
+  buf_byte(sk, 0);
+  store_iter_next(it);
+  if (store_iter_valid(it) && !sk->oom) {
+    const uint8_t *k = store_iter_key(it, &kl);
+    if (has_prefix(k, kl, sk)) {
+      buf_successor(sk);
+      store_iter_seek(it, sk->p, sk->n);
+    }
+  }
+}
+
 obj_status_t obj_engine_list(obj_engine_t *e, const char *bucket, const char *prefix,
                              const char *delim, const char *start_after, uint32_t max,
                              obj_list_t *out) {
@@ -881,25 +939,29 @@ obj_status_t obj_engine_list(obj_engine_t *e, const char *bucket, const char *pr
     }
     if (mk.kl < pl || memcmp(mk.key, prefix, pl) != 0) break; /* past the prefix range */
     size_t cpl = common_prefix(&mk, pl, delim);
-    if (cpl) {
+    if (cpl && *start_after && bcmp_str(mk.key, cpl, start_after) <= 0) {
       /* A prefix at or before start_after was returned on an earlier page. */
-      if (!*start_after || bcmp_str(mk.key, cpl, start_after) > 0) {
-        if (lb_full(&lb)) {
-          out->truncated = 1;
-          break;
-        }
-        lb_prefix(&lb, mk.key, cpl);
-      }
       seek_past(it, &sk, bucket, mk.key, cpl, 0);
       continue;
     }
     /* Newest first, so this is the key's latest version. */
     const void *v = store_iter_value(it, &vl);
     Gureum__ObjectMeta *m = gureum__object_meta__unpack(NULL, vl, v);
-    if (!m) {
-      log_warn("obj", "bad_record", "bucket=%s", bucket);
-    } else if (m->delete_marker) {
+    if (!m) log_warn("obj", "bad_record", "bucket=%s", bucket);
+    int live = m && !m->delete_marker;
+    if (cpl && live) {
+      /* A common prefix only shows when some key under it is visible (not a delete marker). */
       gureum__object_meta__free_unpacked(m, NULL);
+      if (lb_full(&lb)) {
+        out->truncated = 1;
+        break;
+      }
+      lb_prefix(&lb, mk.key, cpl);
+      seek_past(it, &sk, bucket, mk.key, cpl, 0);
+      continue;
+    }
+    if (!live || cpl) {
+      if (m) gureum__object_meta__free_unpacked(m, NULL);
     } else if (lb_full(&lb)) {
       gureum__object_meta__free_unpacked(m, NULL);
       out->truncated = 1;
@@ -908,19 +970,7 @@ obj_status_t obj_engine_list(obj_engine_t *e, const char *bucket, const char *pr
       m->is_latest = 1;
       lb_item(&lb, m);
     }
-    /* Skip the older versions: one step covers the usual single version, else seek. */
-    sk.n = 0;
-    buf_str(&sk, bucket);
-    buf_add(&sk, mk.key, mk.kl);
-    buf_byte(&sk, 0);
-    store_iter_next(it);
-    if (store_iter_valid(it) && !sk.oom) {
-      k = store_iter_key(it, &kl);
-      if (has_prefix(k, kl, &sk)) {
-        buf_successor(&sk);
-        store_iter_seek(it, sk.p, sk.n);
-      }
-    }
+    skip_versions(it, &sk, bucket, &mk);
   }
   if (lb.oom || sk.oom) st = OBJ_EIO;
   if (st == OBJ_OK) st = iter_status(it);
@@ -1262,7 +1312,8 @@ static obj_status_t complete_check(Gureum__UploadPart **have, size_t nhave,
 
 obj_status_t obj_engine_mpu_complete(obj_engine_t *e, const char *bucket, const char *key,
                                      const char *upload_id, const obj_part_ref_t *parts, size_t n,
-                                     int versioned, Gureum__ObjectMeta **out) {
+                                     int versioned, const obj_cond_t *cond,
+                                     Gureum__ObjectMeta **out) {
   *out = NULL;
   pthread_mutex_t *mu = stripe(e, bucket, key);
   store_batch_t *b = store_batch_new();
@@ -1301,7 +1352,7 @@ obj_status_t obj_engine_mpu_complete(obj_engine_t *e, const char *bucket, const 
     m.data_id.data = ids;
     m.data_id.len = OBJ_ID_LEN * n;
     m.block_size = OBJ_BLOCK_SIZE;
-    st = version_insert(e, b, &g, &m, versioned, &packed, &plen);
+    st = version_insert(e, b, &g, &m, versioned, cond, &packed, &plen);
   }
   if (st == OBJ_OK) {
     /* The upload goes with its part records; parts left out of the list are freed. */

@@ -60,7 +60,7 @@ obj_status_t obj_engine_head(obj_engine_t *e, const store_snap_t *snap, const ch
 /* Inserts `m` (data already on disk) as the newest version: a new version id when versioned,
  * else "null", replacing and freeing any previous "null" version. Also makes delete markers. */
 obj_status_t obj_engine_put(obj_engine_t *e, const Gureum__ObjectMeta *m, int versioned,
-                            Gureum__ObjectMeta **out);
+                            const obj_cond_t *cond, Gureum__ObjectMeta **out);
 obj_status_t obj_engine_delete(obj_engine_t *e, const char *bucket, const char *key,
                                const char *vid, const char *versioning, Gureum__ObjectMeta **out);
 obj_status_t obj_engine_set_tags(obj_engine_t *e, const char *bucket, const char *key,
@@ -84,7 +84,8 @@ obj_status_t obj_engine_mpu_put_part(obj_engine_t *e, const char *bucket, const 
                                      const char *upload_id, const Gureum__UploadPart *p);
 obj_status_t obj_engine_mpu_complete(obj_engine_t *e, const char *bucket, const char *key,
                                      const char *upload_id, const obj_part_ref_t *parts, size_t n,
-                                     int versioned, Gureum__ObjectMeta **out);
+                                     int versioned, const obj_cond_t *cond,
+                                     Gureum__ObjectMeta **out);
 obj_status_t obj_engine_mpu_abort(obj_engine_t *e, const char *bucket, const char *key,
                                   const char *upload_id);
 obj_status_t obj_engine_mpu_list_parts(obj_engine_t *e, const char *bucket, const char *key,

@@ -426,7 +426,7 @@ static obj_status_t mpu_complete(fix_t *f, const char *bucket, const char *key, 
                                  const obj_part_ref_t *parts, size_t n, int versioned,
                                  Gureum__ObjectMeta **meta) {
   res_t r = {0};
-  obj_mpu_complete(f->o, bucket, key, id, parts, n, versioned, on_meta, &r);
+  obj_mpu_complete(f->o, bucket, key, id, parts, n, versioned, NULL, on_meta, &r);
   return res_wait(f, &r, meta);
 }
 
@@ -844,6 +844,70 @@ static void test_list_prefix_delimiter(void **state) {
   /* A multi-character delimiter. */
   list(f, &l, "bkt", NULL, "x/", NULL, 0);
   assert_string_equal(l.s, "a b/1 b/2 b/x/ c/x/ c/y d dd/e e");
+}
+
+/* A prefix whose keys are all hidden by delete markers is not a common prefix. */
+static void test_list_prefix_only_markers(void **state) {
+  fix_t *f = *state;
+  const char *keys[] = {"gone/x", "gone/y", "kept/z", "mixed/a", "mixed/b", "top"};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) put_str(f, "bkt", keys[i], "v", 1);
+  const char *dels[] = {"gone/x", "gone/y", "mixed/a", "top"};
+  for (size_t i = 0; i < sizeof dels / sizeof *dels; i++) {
+    Gureum__ObjectMeta *dm = NULL;
+    assert_int_equal(del(f, "bkt", dels[i], NULL, "Enabled", &dm), OBJ_OK);
+    meta_free(dm);
+  }
+  ls_t l;
+  list(f, &l, "bkt", NULL, "/", NULL, 0);
+  assert_string_equal(l.s, "kept/ mixed/");
+  list(f, &l, "bkt", NULL, "/", NULL, 1);
+  assert_string_equal(l.s, "kept/ | next=kept/");
+  list(f, &l, "bkt", NULL, "/", "kept/", 1);
+  assert_string_equal(l.s, "mixed/");
+  /* The versions listing still shows the markers' prefixes. */
+  vlist(f, &l, "bkt", NULL, "/", NULL, NULL, 0);
+  assert_int_equal(l.np, 3);
+}
+
+static obj_status_t put_cond(fix_t *f, const char *key, const char *body, const char *if_match,
+                             const char *if_none_match) {
+  Gureum__ObjectMeta m = GUREUM__OBJECT_META__INIT;
+  m.bucket = "bkt";
+  m.key = (char *)key;
+  obj_writer_t *w = obj_put_begin(f->o, &m, 0);
+  assert_non_null(w);
+  obj_cond_t c = {.if_match = if_match, .if_none_match = if_none_match};
+  obj_writer_set_cond(w, &c);
+  assert_int_equal(write_all(f, w, (const uint8_t *)body, strlen(body), 1024), OBJ_OK);
+  res_t r = {0};
+  obj_put_commit(w, on_meta, &r);
+  Gureum__ObjectMeta *out = NULL;
+  obj_status_t st = res_wait(f, &r, &out);
+  meta_free(out);
+  return st;
+}
+
+static void test_conditional_put(void **state) {
+  fix_t *f = *state;
+  char etag[33], quoted[40];
+  assert_int_equal(put_cond(f, "k", "first", NULL, "*"), OBJ_OK);
+  assert_int_equal(put_cond(f, "k", "again", NULL, "*"), OBJ_EPRECOND);
+  assert_int_equal(put_cond(f, "k", "other", "\"00000000000000000000000000000000\"", NULL), OBJ_EPRECOND);
+  assert_int_equal(put_cond(f, "missing", "x", "\"abc\"", NULL), OBJ_ENOENT);
+  md5_hex("first", 5, etag);
+  snprintf(quoted, sizeof quoted, "\"%s\"", etag);
+  assert_int_equal(put_cond(f, "k", "second", quoted, NULL), OBJ_OK);
+  check_content(f, "bkt", "k", NULL, (const uint8_t *)"second", 6);
+  /* A failed condition leaves no blocks behind. */
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 1);
+  /* A delete marker is "no current object". */
+  Gureum__ObjectMeta *dm = NULL;
+  assert_int_equal(del(f, "bkt", "k", NULL, "Enabled", &dm), OBJ_OK);
+  meta_free(dm);
+  assert_int_equal(put_cond(f, "k", "third", NULL, "*"), OBJ_OK);
+  assert_true(obj_etag_matches("W/\"a\", \"b\"", "b"));
+  assert_false(obj_etag_matches("\"a\"", "b"));
+  assert_true(obj_etag_matches("*", "b"));
 }
 
 static void test_list_pagination(void **state) {
@@ -1604,6 +1668,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_delete_unversioned, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_prefix_delimiter, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_pagination, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_list_prefix_only_markers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_conditional_put, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_versions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_mpu_happy_path, setup, teardown),
       cmocka_unit_test_setup_teardown(test_mpu_errors, setup, teardown),

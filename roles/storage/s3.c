@@ -135,6 +135,7 @@ void s3_obj_error(s3_ctx_t *c, obj_status_t st) {
   case OBJ_EPARTORDER: s3_error(c, 400, "InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by part number."); break;
   case OBJ_ETOOSMALL: s3_error(c, 400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size."); break;
   case OBJ_ERANGE: s3_error(c, 416, "InvalidRange", "The requested range is not satisfiable"); break;
+  case OBJ_EPRECOND: s3_error(c, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"); break;
   case OBJ_ECORRUPT: s3_error(c, 500, "InternalError", "A stored block failed its checksum; the data was not returned."); break;
   default: s3_error(c, 500, "InternalError", "We encountered an internal error. Please try again. (%s)", obj_strerror(st)); break;
   }
@@ -409,7 +410,7 @@ static const char *const s3_subresources[] = {
     "versioning", "website", "cors", "acl", "tagging", "policy", "lifecycle", "logging",
     "notification", "replication", "encryption", "ownershipControls", "publicAccessBlock",
     "object-lock", "accelerate", "requestPayment", "inventory", "analytics", "metrics",
-    "intelligent-tiering", "legal-hold", "retention", "torrent", "restore", "select", NULL};
+    "intelligent-tiering", "legal-hold", "retention", "torrent", "restore", "select", "attributes", NULL};
 
 int s3_has_subresource(http_req_t *req) {
   for (int i = 0; s3_subresources[i]; i++) {

@@ -121,6 +121,9 @@ void s3_copy(s3_ctx_t *c, const Gureum__BucketConfig *dst, const char *upload_id
  * s3_upload_new answers the error itself and returns NULL on bad checksum headers. */
 typedef struct s3_upload_s s3_upload_t;
 s3_upload_t *s3_upload_new(s3_ctx_t *c);
+/* If-Match / If-None-Match of a write (PutObject, CompleteMultipartUpload); pointers into the
+ * request's headers. Answers NotImplemented itself and returns -1 for anything but "*". */
+int s3_write_condition(s3_ctx_t *c, obj_cond_t *cond);
 void s3_upload_start(s3_upload_t *u, obj_writer_t *w, const char *checksum_type);
 
 /* Fill ObjectMeta content fields from request headers (Content-Type, x-amz-meta-*, ...). */

@@ -153,10 +153,15 @@ void s3_mpu_complete(s3_ctx_t *c) {
     complete_free(k);
     return;
   }
+  obj_cond_t cond;
+  if (s3_write_condition(c, &cond) != 0) {
+    complete_free(k);
+    return;
+  }
   k->upload_id = s3_param(c, "uploadId");
   const Gureum__BucketConfig *b = s3_meta_bucket(c->s3->meta, c->bucket, NULL);
   obj_mpu_complete(c->s3->obj, c->bucket, c->key, k->upload_id, k->refs, k->n,
-                   b && strcmp(b->versioning, "Enabled") == 0, completed, k);
+                   b && strcmp(b->versioning, "Enabled") == 0, &cond, completed, k);
 }
 
 static void aborted(void *arg, obj_status_t st) {

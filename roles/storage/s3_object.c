@@ -35,6 +35,22 @@ static int url_decode(const char *in, size_t n, char *out) {
   return 0;
 }
 
+/* S3's limits on an object's tag set. */
+#define S3_MAX_TAGS 10
+#define S3_MAX_TAG_KEY 128
+#define S3_MAX_TAG_VALUE 256
+
+static int tags_valid(const Gureum__KeyValue *const *t, size_t n) {
+  if (n > S3_MAX_TAGS) return 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t kl = strlen(t[i]->key);
+    if (kl == 0 || kl > S3_MAX_TAG_KEY || strlen(t[i]->value) > S3_MAX_TAG_VALUE) return 0;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(t[i]->key, t[j]->key) == 0) return 0;
+  }
+  return 1;
+}
+
 /* x-amz-tagging: "k1=v1&k2=v2", URL-encoded. */
 static int parse_tagging(const char *s, Gureum__ObjectMeta *m) {
   if (!s || !*s) return 0;
@@ -53,7 +69,7 @@ static int parse_tagging(const char *s, Gureum__ObjectMeta *m) {
     m->tags[m->n_tags++] = kv;
   }
   free(copy);
-  return m->n_tags > 50 ? -1 : 0;
+  return tags_valid((const Gureum__KeyValue *const *)m->tags, m->n_tags) ? 0 : -1;
 }
 
 /* "aws-chunked" describes the upload's framing, not the object: S3 does not keep it. */
@@ -112,7 +128,7 @@ int s3_meta_from_headers(s3_ctx_t *c, Gureum__ObjectMeta *m) {
     return -1;
   }
   if (parse_tagging(s3_header(c, "x-amz-tagging"), m) != 0) {
-    s3_error(c, 400, "InvalidTag", "Object tags cannot be more than 10... at most 50 tags");
+    s3_error(c, 400, "BadRequest", "Object tags cannot be greater than %d, keys 1-%d characters, values at most %d, keys unique", S3_MAX_TAGS, S3_MAX_TAG_KEY, S3_MAX_TAG_VALUE);
     return -1;
   }
   return 0;
@@ -387,14 +403,27 @@ static void put_object(s3_ctx_t *c, const Gureum__BucketConfig *b) {
     s3_error(c, 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.");
     return;
   }
+  obj_cond_t cond;
+  if (s3_write_condition(c, &cond) != 0) return;
   put_t *p = s3_upload_new(c);
   if (!p) return;
   if (s3_meta_from_headers(c, &p->meta) != 0) {
     put_free(p);
     return;
   }
-  s3_upload_start(p, obj_put_begin(c->s3->obj, &p->meta, strcmp(b->versioning, "Enabled") == 0),
-                  "FULL_OBJECT");
+  obj_writer_t *w = obj_put_begin(c->s3->obj, &p->meta, strcmp(b->versioning, "Enabled") == 0);
+  if (w) obj_writer_set_cond(w, &cond);
+  s3_upload_start(p, w, "FULL_OBJECT");
+}
+
+int s3_write_condition(s3_ctx_t *c, obj_cond_t *cond) {
+  cond->if_match = s3_header(c, "if-match");
+  cond->if_none_match = s3_header(c, "if-none-match");
+  if (cond->if_none_match && strcmp(cond->if_none_match, "*") != 0) {
+    s3_error(c, 501, "NotImplemented", "A header you provided implies functionality that is not implemented: If-None-Match on a write only takes \"*\".");
+    return -1;
+  }
+  return 0;
 }
 
 s3_upload_t *s3_upload_new(s3_ctx_t *c) {
@@ -494,25 +523,6 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
   return 1;
 }
 
-static int etag_matches(const char *list, const char *etag) {
-  if (strcmp(list, "*") == 0) return 1;
-  char *copy = strdup(list), *save = NULL;
-  int hit = 0;
-  for (char *t = strtok_r(copy, ",", &save); t && !hit; t = strtok_r(NULL, ",", &save)) {
-    while (*t == ' ') t++;
-    if (strncmp(t, "W/", 2) == 0) t += 2;
-    size_t n = strlen(t);
-    while (n && t[n - 1] == ' ') t[--n] = 0;
-    if (n >= 2 && t[0] == '"' && t[n - 1] == '"') {
-      t[n - 1] = 0;
-      t++;
-    }
-    hit = strcmp(t, etag) == 0;
-  }
-  free(copy);
-  return hit;
-}
-
 /* S3's precedence: If-Match, then If-Unmodified-Since (412); If-None-Match, then
  * If-Modified-Since (304). Returns 0, 304 or 412. */
 static int check_conditions(s3_ctx_t *c, const Gureum__ObjectMeta *m, const char *prefix) {
@@ -526,12 +536,12 @@ static int check_conditions(s3_ctx_t *c, const Gureum__ObjectMeta *m, const char
   const char *inm = s3_header(c, name);
   snprintf(name, sizeof name, "%sif-modified-since", prefix);
   const char *ims = s3_header(c, name);
-  if (im && !etag_matches(im, m->etag)) return 412;
+  if (im && !obj_etag_matches(im, m->etag)) return 412;
   if (!im && ius) {
     int64_t t = s3_parse_http_date(ius);
     if (t >= 0 && (int64_t)secs > t) return 412;
   }
-  if (inm && etag_matches(inm, m->etag)) return *prefix ? 412 : 304;
+  if (inm && obj_etag_matches(inm, m->etag)) return *prefix ? 412 : 304;
   if (!inm && ims) {
     int64_t t = s3_parse_http_date(ims);
     if (t >= 0 && (int64_t)secs <= t) return *prefix ? 412 : 304;
@@ -1002,18 +1012,18 @@ static void tagging(s3_ctx_t *c) {
   } else {
     xmlDocPtr d = s3_xml_parse(c->req->body, c->req->body_len);
     xmlNodePtr set = d ? s3_xml_child(xmlDocGetRootElement(d), "TagSet") : NULL;
-    Gureum__KeyValue kvs[50], *ptrs[50];
-    char *keys[50], *vals[50];
+    Gureum__KeyValue kvs[S3_MAX_TAGS + 1], *ptrs[S3_MAX_TAGS + 1];
+    char *keys[S3_MAX_TAGS + 1], *vals[S3_MAX_TAGS + 1];
     size_t n = 0;
-    int bad = !set;
+    int bad = !set, invalid = 0;
     for (xmlNodePtr t = set ? s3_xml_child(set, "Tag") : NULL; t && !bad; t = s3_xml_next(t, "Tag")) {
-      if (n == 50) {
-        bad = 1;
+      if (n == S3_MAX_TAGS + 1) {
+        invalid = 1;
         break;
       }
       keys[n] = s3_xml_child_text(t, "Key");
       vals[n] = s3_xml_child_text(t, "Value");
-      if (!keys[n] || !vals[n] || !*keys[n] || strlen(keys[n]) > 128 || strlen(vals[n]) > 256) bad = 1;
+      if (!keys[n] || !vals[n] || !*keys[n]) bad = 1;
       gureum__key_value__init(&kvs[n]);
       kvs[n].key = keys[n] ? keys[n] : (char *)"";
       kvs[n].value = vals[n] ? vals[n] : (char *)"";
@@ -1021,10 +1031,72 @@ static void tagging(s3_ctx_t *c) {
       n++;
     }
     if (d) xmlFreeDoc(d);
+    if (!bad && !tags_valid((const Gureum__KeyValue *const *)ptrs, n)) invalid = 1;
     if (bad) s3_error(c, 400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.");
+    else if (invalid) s3_error(c, 400, "BadRequest", "Object tags cannot be greater than %d, keys 1-%d characters, values at most %d, keys unique", S3_MAX_TAGS, S3_MAX_TAG_KEY, S3_MAX_TAG_VALUE);
     else obj_set_tags(c->s3->obj, c->bucket, c->key, ver, (const Gureum__KeyValue *const *)ptrs, n, tags_reply, c);
     for (size_t i = 0; i < n; i++) free(keys[i]), free(vals[i]);
   }
+  free(v);
+}
+
+/* ---- GetObjectAttributes ---- */
+
+static int wants_attr(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = list; (p = strstr(p, name)); p += n) {
+    int start = p == list || p[-1] == ',' || p[-1] == ' ';
+    int end = p[n] == 0 || p[n] == ',' || p[n] == ' ';
+    if (start && end) return 1;
+  }
+  return 0;
+}
+
+static void attributes_reply(void *arg, obj_status_t st, const Gureum__ObjectMeta *m) {
+  s3_ctx_t *c = arg;
+  if (st == OBJ_EDELETED && m) {
+    const char *h[] = {"x-amz-delete-marker", "true", "x-amz-version-id", m->version_id, NULL};
+    s3_error_h(c, 404, "NoSuchKey", h, "The specified key does not exist.");
+    return;
+  }
+  if (st != OBJ_OK) {
+    s3_obj_error(c, st);
+    return;
+  }
+  const char *want = s3_header(c, "x-amz-object-attributes");
+  if (m->version_id[0] && strcmp(m->version_id, "null") != 0)
+    snprintf(c->reply_version, sizeof c->reply_version, "%s", m->version_id);
+  s3_xml_t x;
+  s3_xml_begin(&x, "GetObjectAttributesResponse");
+  if (wants_attr(want, "ETag")) s3_xml_elem(&x, "ETag", m->etag);
+  if (wants_attr(want, "Checksum") && m->checksum_algorithm[0] && m->checksum_value[0]) {
+    char tag[40];
+    snprintf(tag, sizeof tag, "Checksum%s", m->checksum_algorithm);
+    s3_xml_open(&x, "Checksum");
+    s3_xml_elem(&x, tag, m->checksum_value);
+    if (m->checksum_type && m->checksum_type[0]) s3_xml_elem(&x, "ChecksumType", m->checksum_type);
+    s3_xml_close(&x, "Checksum");
+  }
+  if (wants_attr(want, "ObjectParts") && m->parts_count) {
+    s3_xml_open(&x, "ObjectParts");
+    s3_xml_elemf(&x, "TotalPartsCount", "%u", m->parts_count);
+    s3_xml_close(&x, "ObjectParts");
+  }
+  if (wants_attr(want, "StorageClass"))
+    s3_xml_elem(&x, "StorageClass", m->storage_class && *m->storage_class ? m->storage_class : "STANDARD");
+  if (wants_attr(want, "ObjectSize")) s3_xml_elemf(&x, "ObjectSize", "%llu", (unsigned long long)m->size);
+  s3_xml_close(&x, "GetObjectAttributesResponse");
+  s3_reply_xml(c, 200, &x);
+}
+
+static void attributes(s3_ctx_t *c) {
+  const char *want = s3_header(c, "x-amz-object-attributes");
+  if (!want || !*want) {
+    s3_error(c, 400, "InvalidArgument", "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty");
+    return;
+  }
+  char *v = s3_param(c, "versionId");
+  obj_head(c->s3->obj, c->bucket, c->key, v && *v ? v : NULL, attributes_reply, c);
   free(v);
 }
 
@@ -1040,8 +1112,9 @@ void s3_object_op(s3_ctx_t *c) {
   const Gureum__BucketConfig *b = s3_bucket_for(c, read ? S3_PERM_READ : S3_PERM_WRITE, NULL);
   if (!b) return;
   if (s3_has_param(c, "tagging")) tagging(c);
-  else if (s3_has_param(c, "acl") || s3_has_param(c, "legal-hold") || s3_has_param(c, "retention") ||
-           s3_has_param(c, "torrent") || s3_has_param(c, "restore") || s3_has_param(c, "select"))
+  else if (strcmp(m, "GET") == 0 && s3_has_param(c, "attributes")) attributes(c);
+  else if (s3_has_subresource(c->req))
+    /* never let a sub-resource we do not implement reach the object's data */
     s3_error(c, 501, "NotImplemented", "A header or query you provided requested a function that is not implemented.");
   else if (strcmp(m, "GET") == 0 && s3_has_param(c, "uploadId")) s3_mpu_list_parts(c);
   else if (read) get_object(c, strcmp(m, "HEAD") == 0);
