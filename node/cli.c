@@ -460,6 +460,66 @@ static int cmd_config(int argc, char **argv) {
   return cli_usage_error(usage, "expected 'defaults' or 'check FILE'");
 }
 
+/* `storage status`: the layout, each node's share, and repair/rebalance progress. */
+static void cli_print_storage(json_t *j) {
+  json_t *rb = json_object_get(j, "rebalance");
+  printf("layout version: %lld   copies: %lld (reduced redundancy: %lld)\n",
+         (long long)json_integer_value(json_object_get(j, "layout_version")),
+         (long long)json_integer_value(json_object_get(j, "replicas")),
+         (long long)json_integer_value(json_object_get(j, "rr_replicas")));
+  printf("%-16s %-6s %-8s %10s %10s %14s %9s %6s\n", "NODE", "ZONE", "STATE", "PARTITIONS",
+         "OBJECTS", "BYTES", "DIFFERING", "HINTS");
+  size_t i;
+  json_t *n;
+  json_array_foreach(json_object_get(j, "nodes"), i, n) {
+    json_t *ae = json_object_get(n, "antientropy");
+    printf("%-16s %-6s %-8s %10lld %10lld %14lld %9lld %6lld\n",
+           json_string_value(json_object_get(n, "name")), json_string_value(json_object_get(n, "zone")),
+           json_string_value(json_object_get(n, "state")),
+           (long long)json_integer_value(json_object_get(n, "partitions")),
+           (long long)json_integer_value(json_object_get(n, "objects")),
+           (long long)json_integer_value(json_object_get(n, "bytes")),
+           (long long)json_integer_value(json_object_get(ae, "differing")),
+           (long long)json_integer_value(json_object_get(n, "hints_pending")));
+  }
+  long long moving = json_integer_value(json_object_get(rb, "moving_partitions"));
+  if (moving) {
+    printf("rebalance: %lld partitions moving, %.0f%% done", moving,
+           json_real_value(json_object_get(rb, "percent")));
+    json_t *eta = json_object_get(rb, "eta_s");
+    if (json_is_integer(eta)) printf(", ETA %llds", (long long)json_integer_value(eta));
+    printf("\n");
+  } else {
+    printf("rebalance: settled\n");
+  }
+}
+
+static int cmd_storage(int argc, char **argv) {
+  static const char usage[] = "gureum storage status|scrub|sync [--node HOST:PORT] [--json]";
+  cli_args_t a;
+  int rv = cli_parse(argc, argv, usage,
+                     "status: the storage layout (version, copies), each storage node's partitions,\n"
+                     "objects and bytes, and rebalance / repair progress with a percentage and ETA.\n"
+                     "scrub:  verify every block on the node now, repairing bad ones from a copy.\n"
+                     "sync:   run anti-entropy on the node now.",
+                     NULL, 1, 1, &a);
+  if (rv) return rv < 0 ? CLI_OK : rv;
+  const char *path = strcmp(a.pos[0], "status") == 0  ? "/v1/storage/status"
+                     : strcmp(a.pos[0], "scrub") == 0 ? "/v1/storage/scrub"
+                     : strcmp(a.pos[0], "sync") == 0  ? "/v1/storage/sync"
+                                                      : NULL;
+  if (!path) return cli_usage_error(usage, "unknown subcommand '%s'", a.pos[0]);
+  json_t *j;
+  const char *method = strcmp(a.pos[0], "status") == 0 ? "GET" : "POST";
+  if ((rv = cli_call(&a, method, path, NULL, &j)) != CLI_OK)
+    return rv;
+  if (a.json) cli_print_json(j);
+  else if (strcmp(a.pos[0], "status") == 0) cli_print_storage(j);
+  else printf("%s started on %s\n", a.pos[0], a.node);
+  json_decref(j);
+  return CLI_OK;
+}
+
 static int cmd_version(int argc, char **argv) {
   (void)argc;
   (void)argv;
@@ -475,6 +535,7 @@ const cli_cmd_t cli_commands[] = {
     {"state", cmd_state, "read and write the replicated state: state put|get|list|delete"},
     {"key", cmd_key, "S3 access keys: key create|list|delete"},
     {"bucket", cmd_bucket, "grant a key access to a bucket: bucket allow KEY BUCKET PERM"},
+    {"storage", cmd_storage, "storage layout, replication and repair: storage status|scrub|sync"},
     {"ping", cmd_ping, "ping a peer over the cluster RPC"},
     {"config", cmd_config, "print defaults or check a config file"},
     {"version", cmd_version, "print the version"},

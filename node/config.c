@@ -129,6 +129,22 @@ static const key_desc_t keys[] = {
     K_STR("s3.region", s3_region, 1, "us-east-1", NULL, "region name clients sign requests for"),
     K_INT("s3.max_skew_s", s3_max_skew_s, 1, 86400, "900",
           "signed requests further than this from our clock are RequestTimeTooSkewed"),
+    K_INT("storage.replicas", storage_replicas, 1, 7, "3",
+          "copies of each object (capped at the number of storage nodes)"),
+    K_INT("storage.rr_replicas", storage_rr_replicas, 1, 7, "2",
+          "copies of REDUCED_REDUNDANCY objects (at most storage.replicas)"),
+    K_INT("storage.dead_timeout_s", storage_dead_timeout_s, 1, 86400, "30",
+          "a dead storage node keeps its partitions this long; back in time, nothing moves"),
+    K_INT("storage.rebalance_mib_s", storage_rebalance_mib_s, 1, 100000, "64",
+          "bound on the rate at which rebalancing copies data, MiB/s per node"),
+    K_INT("storage.sync_interval_s", storage_sync_interval_s, 1, 86400, "30",
+          "anti-entropy period: replicas compare their partitions this often"),
+    K_INT("storage.scrub_interval_s", storage_scrub_interval_s, 1, 2592000, "3600",
+          "period of the scrub that re-reads stored blocks and checks their checksums"),
+    K_INT("storage.tombstone_ttl_s", storage_tombstone_ttl_s, 1, 31536000, "86400",
+          "how long deletions are remembered so that a stale replica cannot resurrect data"),
+    K_BOOL("storage.debug_hooks", storage_debug_hooks, "false",
+           "enable test-only fault injection endpoints; never in production"),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -73,6 +73,16 @@ typedef struct config_s {
   char s3_website_domain[128]; /* websites: BUCKET.<website domain> */
   char s3_region[32];
   int s3_max_skew_s;
+
+  /* storage.*: replication of the storage role (layout, sync, scrub) */
+  int storage_replicas;        /* copies of each object (STANDARD) */
+  int storage_rr_replicas;     /* copies for REDUCED_REDUNDANCY */
+  int storage_dead_timeout_s;  /* a dead storage node keeps its partitions this long */
+  int storage_rebalance_mib_s; /* bound on the data rate of rebalancing */
+  int storage_sync_interval_s; /* anti-entropy period */
+  int storage_scrub_interval_s;
+  int storage_tombstone_ttl_s;
+  int storage_debug_hooks;     /* test-only fault injection endpoints */
 } config_t;
 
 /* Fill with built-in defaults. */

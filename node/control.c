@@ -466,6 +466,19 @@ int control_watch(control_t *c, const char *prefix, uint64_t from, state_watch_f
 
 void control_unwatch(control_t *c, int id) { fsm_unwatch(c->fsm, id); }
 
+int control_is_leader(control_t *c) {
+  return c && c->raft_started && !c->closing && raft_state(&c->raft) == RAFT_LEADER;
+}
+
+const char *control_leader_name(control_t *c) {
+  raft_id lid;
+  const char *laddr;
+  if (!c || !c->raft_started || c->closing) return NULL;
+  raft_leader(&c->raft, &lid, &laddr);
+  const char *name = lid ? control_name_of(c, lid) : "";
+  return *name ? name : NULL;
+}
+
 /* MSG_RAFT_FORWARD on the leader: run the operation here and answer the forwarding node. */
 static void control_forward_reply(void *arg, const Gureum__StateResponse *resp) {
   rpc_req_t *q = arg;

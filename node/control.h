@@ -34,6 +34,12 @@ void control_list(control_t *c, const char *prefix, int stale, uint32_t limit, c
 int control_watch(control_t *c, const char *prefix, uint64_t from, state_watch_fn fn, void *arg);
 void control_unwatch(control_t *c, int id);
 
+/* 1 while this node is the Raft leader: for duties only one node should do (the storage
+ * layout). Leadership can move at any time, so such duties still write with `expect`. */
+int control_is_leader(control_t *c);
+/* The leader's node name as gossip knows it, or NULL (none elected, or not known yet). */
+const char *control_leader_name(control_t *c);
+
 /* Before a graceful stop: hand leadership to another voter if we hold it; cb when done. */
 void control_leave(control_t *c, void (*cb)(void *arg), void *arg);
 /* Stop Raft and its channel; cb once everything is closed (c is freed). */

@@ -67,6 +67,7 @@ const char *obj_strerror(obj_status_t s) {
   case OBJ_EIO: return "i/o error";
   case OBJ_ECANCELED: return "canceled";
   case OBJ_EPRECOND: return "precondition failed";
+  case OBJ_EUNAVAIL: return "not enough replicas reachable";
   }
   return "unknown";
 }
@@ -686,7 +687,18 @@ typedef enum {
   OBJ_CB_PARTS,
   OBJ_CB_UPLOADS,
   OBJ_CB_EMPTY,
+  OBJ_CB_GC,
+  OBJ_CB_DIGESTS,
+  OBJ_CB_RECORDS,
+  OBJ_CB_SCRUB,
 } obj_cb_kind_t;
+
+typedef void (*obj_gc_fn)(void *arg, obj_status_t st, uint64_t removed);
+typedef void (*obj_digests_fn)(void *arg, obj_status_t st, const obj_digests_t *d);
+typedef void (*obj_records_fn)(void *arg, obj_status_t st, Gureum__ObjectMeta **recs, size_t n);
+typedef void (*obj_scrub_fn)(void *arg, obj_status_t st, const obj_bad_block_t *bad, size_t nbad,
+                             const char *next_bucket, const char *next_key, const char *next_vid,
+                             int done);
 
 typedef union {
   obj_meta_fn meta;
@@ -696,6 +708,10 @@ typedef union {
   obj_parts_fn parts;
   obj_uploads_fn ups;
   void (*empty)(void *arg, int empty);
+  obj_gc_fn gc;
+  obj_digests_fn digests;
+  obj_records_fn records;
+  obj_scrub_fn scrub;
 } obj_cb_t;
 
 /* When an operation cannot even be set up (out of memory, a request without bucket or key),
@@ -718,6 +734,10 @@ static void fail_done(obj_op_t *op) {
   case OBJ_CB_PARTS: f->cb.parts(f->arg, OBJ_EIO, NULL, 0, 0); break;
   case OBJ_CB_UPLOADS: f->cb.ups(f->arg, OBJ_EIO, NULL, 0, 0); break;
   case OBJ_CB_EMPTY: f->cb.empty(f->arg, -1); break;
+  case OBJ_CB_GC: f->cb.gc(f->arg, OBJ_EIO, 0); break;
+  case OBJ_CB_DIGESTS: f->cb.digests(f->arg, OBJ_EIO, NULL); break;
+  case OBJ_CB_RECORDS: f->cb.records(f->arg, OBJ_EIO, NULL, 0); break;
+  case OBJ_CB_SCRUB: f->cb.scrub(f->arg, OBJ_EIO, NULL, 0, "", "", "", 0); break;
   }
   free(f);
 }
@@ -741,6 +761,8 @@ typedef struct {
   obj_op_t op;
   char *bucket, *key, *vid, *str; /* str: versioning, or the upload id */
   int versioned;
+  obj_ident_t ident; /* with has_ident: the coordinator's identity (version_id is ours) */
+  int has_ident;
   Gureum__ObjectMeta *in; /* headers (mpu_create) or tags (set_tags), our own copy */
   obj_part_ref_t *parts;
   size_t nparts;
@@ -756,6 +778,7 @@ static void mop_free(obj_mop_t *m) {
   free(m->key);
   free(m->vid);
   free(m->str);
+  free((char *)m->ident.version_id);
   if (m->in) gureum__object_meta__free_unpacked(m->in, NULL);
   if (m->meta) gureum__object_meta__free_unpacked(m->meta, NULL);
   for (size_t i = 0; i < m->nparts; i++) free((char *)m->parts[i].etag);
@@ -780,6 +803,19 @@ static obj_mop_t *mop_new(obj_t *o, const char *bucket, const char *key, const c
     return NULL;
   }
   return m;
+}
+
+/* Our own copy of a coordinator's identity; 0 if out of memory. */
+static int mop_ident(obj_mop_t *m, const obj_ident_t *ident) {
+  if (!ident) return 1;
+  m->ident.version_id = dupz(ident->version_id);
+  m->ident.ts_us = ident->ts_us;
+  m->has_ident = 1;
+  return m->ident.version_id != NULL;
+}
+
+static const obj_ident_t *mop_ident_get(const obj_mop_t *m) {
+  return m->has_ident ? &m->ident : NULL;
 }
 
 static void mop_meta_done(obj_op_t *op) {
@@ -845,14 +881,39 @@ void obj_set_tags(obj_t *o, const char *bucket, const char *key, const char *ver
 
 static void delete_work(obj_op_t *op) {
   obj_mop_t *m = (obj_mop_t *)op;
-  op->st = obj_engine_delete(op->o->eng, m->bucket, m->key, m->vid, m->str, &m->meta);
+  op->st = obj_engine_delete(op->o->eng, m->bucket, m->key, m->vid, m->str, mop_ident_get(m),
+                             &m->meta);
+}
+
+void obj_delete_at(obj_t *o, const char *bucket, const char *key, const char *version_id,
+                   const char *versioning, const obj_ident_t *ident, obj_meta_fn cb, void *arg) {
+  obj_cb_t c = {.meta = cb};
+  obj_mop_t *m = mop_new(o, bucket, key, version_id, versioning, c, arg);
+  if (m && !mop_ident(m, ident)) {
+    mop_free(m);
+    m = NULL;
+  }
+  mop_start(o, m, delete_work, mop_meta_done, OBJ_CB_META, c, arg);
 }
 
 void obj_delete(obj_t *o, const char *bucket, const char *key, const char *version_id,
                 const char *versioning, obj_meta_fn cb, void *arg) {
+  obj_delete_at(o, bucket, key, version_id, versioning, NULL, cb, arg);
+}
+
+static void apply_work(obj_op_t *op) {
+  obj_mop_t *m = (obj_mop_t *)op;
+  op->st = obj_engine_apply(op->o->eng, m->in, &m->meta);
+}
+
+void obj_apply_record(obj_t *o, const Gureum__ObjectMeta *rec, obj_meta_fn cb, void *arg) {
   obj_cb_t c = {.meta = cb};
-  obj_mop_t *m = mop_new(o, bucket, key, version_id, versioning, c, arg);
-  mop_start(o, m, delete_work, mop_meta_done, OBJ_CB_META, c, arg);
+  obj_mop_t *m = meta_named(rec) ? mop_new(o, rec->bucket, rec->key, NULL, NULL, c, arg) : NULL;
+  if (m && !(m->in = obj_meta_dup(rec))) {
+    mop_free(m);
+    m = NULL;
+  }
+  mop_start(o, m, apply_work, mop_meta_done, OBJ_CB_META, c, arg);
 }
 
 static void mpu_create_work(obj_op_t *op) {
@@ -873,12 +934,14 @@ void obj_mpu_create(obj_t *o, const Gureum__ObjectMeta *meta, obj_upload_fn cb, 
 static void mpu_complete_work(obj_op_t *op) {
   obj_mop_t *m = (obj_mop_t *)op;
   op->st = obj_engine_mpu_complete(op->o->eng, m->bucket, m->key, m->str, m->parts, m->nparts,
-                                   m->versioned, m->cond.set ? &m->cond.c : NULL, &m->meta);
+                                   m->versioned, m->cond.set ? &m->cond.c : NULL,
+                                   mop_ident_get(m), &m->meta);
 }
 
 void obj_mpu_complete(obj_t *o, const char *bucket, const char *key, const char *upload_id,
                       const obj_part_ref_t *parts, size_t n, int versioned,
-                      const obj_cond_t *cond, obj_meta_fn cb, void *arg) {
+                      const obj_cond_t *cond, const obj_ident_t *ident, obj_meta_fn cb,
+                      void *arg) {
   obj_cb_t c = {.meta = cb};
   obj_mop_t *m = mop_new(o, bucket, key, NULL, upload_id, c, arg);
   if (m && n && !(m->parts = calloc(n, sizeof *m->parts))) {
@@ -893,6 +956,10 @@ void obj_mpu_complete(obj_t *o, const char *bucket, const char *key, const char 
       mop_free(m);
       m = NULL;
     }
+  }
+  if (m && !mop_ident(m, ident)) {
+    mop_free(m);
+    m = NULL;
   }
   if (m) {
     m->versioned = versioned;
@@ -1064,4 +1131,202 @@ void obj_mpu_list_uploads(obj_t *o, const char *bucket, const char *prefix,
   obj_cb_t c = {.ups = cb};
   obj_lop_t *l = lop_new(o, bucket, NULL, prefix, NULL, key_marker, upload_marker, max, c, arg);
   lop_start(o, l, uploads_work, uploads_done, OBJ_CB_UPLOADS, c, arg);
+}
+
+/* ---- repair ---- */
+
+typedef struct {
+  obj_op_t op;
+  char *bucket, *key, *vid; /* the version, or scrub's cursor */
+  uint32_t partition, max;
+  uint64_t offset, older_than, removed;
+  uint8_t *val; /* block repair: 4 spare bytes, then len bytes of data */
+  size_t len;
+  obj_digests_t *digests;
+  Gureum__ObjectMeta **recs;
+  size_t nrecs;
+  obj_scrub_t scrub;
+  obj_cb_t cb;
+  void *arg;
+} obj_rop_t;
+
+static void rop_free(obj_rop_t *r) {
+  free(r->bucket);
+  free(r->key);
+  free(r->vid);
+  free(r->val);
+  free(r->digests);
+  obj_records_free(r->recs, r->nrecs);
+  obj_scrub_clear(&r->scrub);
+  free(r);
+}
+
+static obj_rop_t *rop_new(obj_t *o, const char *bucket, const char *key, const char *vid,
+                          obj_cb_t cb, void *arg) {
+  obj_rop_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->op.o = o;
+  r->bucket = dupz(bucket);
+  r->key = dupz(key);
+  r->vid = dupz(vid);
+  r->cb = cb;
+  r->arg = arg;
+  if (!r->bucket || !r->key || !r->vid) {
+    rop_free(r);
+    return NULL;
+  }
+  return r;
+}
+
+static void rop_start(obj_t *o, obj_rop_t *r, obj_op_fn work, obj_op_fn done, obj_cb_kind_t kind,
+                      obj_cb_t cb, void *arg) {
+  if (r)
+    op_start(&r->op, work, done);
+  else
+    fail_later(o, kind, cb, arg);
+}
+
+static void rop_done_done(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  r->cb.done(r->arg, op->st);
+  rop_free(r);
+}
+
+static void gc_work(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  op->st = obj_engine_gc_tombstones(op->o->eng, r->older_than, &r->removed);
+}
+
+static void gc_done(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  r->cb.gc(r->arg, op->st, r->removed);
+  rop_free(r);
+}
+
+void obj_gc_tombstones(obj_t *o, uint64_t older_than_ms,
+                       void (*cb)(void *arg, obj_status_t st, uint64_t removed), void *arg) {
+  obj_cb_t c = {.gc = cb};
+  obj_rop_t *r = rop_new(o, NULL, NULL, NULL, c, arg);
+  if (r) r->older_than = older_than_ms;
+  rop_start(o, r, gc_work, gc_done, OBJ_CB_GC, c, arg);
+}
+
+static void digests_work(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  op->st = obj_engine_digests(op->o->eng, r->digests);
+}
+
+static void digests_done(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  r->cb.digests(r->arg, op->st, op->st == OBJ_OK ? r->digests : NULL);
+  rop_free(r);
+}
+
+void obj_digests(obj_t *o, void (*cb)(void *arg, obj_status_t st, const obj_digests_t *d),
+                 void *arg) {
+  obj_cb_t c = {.digests = cb};
+  obj_rop_t *r = rop_new(o, NULL, NULL, NULL, c, arg);
+  if (r && !(r->digests = malloc(sizeof *r->digests))) { /* 10 KiB: not on a worker's stack */
+    rop_free(r);
+    r = NULL;
+  }
+  rop_start(o, r, digests_work, digests_done, OBJ_CB_DIGESTS, c, arg);
+}
+
+static void records_work(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  op->st = obj_engine_partition_records(op->o->eng, r->partition, &r->recs, &r->nrecs);
+}
+
+static void records_done(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  r->cb.records(r->arg, op->st, r->recs, r->nrecs);
+  rop_free(r);
+}
+
+void obj_partition_records(obj_t *o, uint32_t partition,
+                           void (*cb)(void *arg, obj_status_t st, Gureum__ObjectMeta **recs,
+                                      size_t n),
+                           void *arg) {
+  obj_cb_t c = {.records = cb};
+  obj_rop_t *r = rop_new(o, NULL, NULL, NULL, c, arg);
+  if (r) r->partition = partition;
+  rop_start(o, r, records_work, records_done, OBJ_CB_RECORDS, c, arg);
+}
+
+static void drop_work(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  op->st = obj_engine_partition_drop(op->o->eng, r->partition);
+}
+
+void obj_partition_drop(obj_t *o, uint32_t partition, obj_done_fn cb, void *arg) {
+  obj_cb_t c = {.done = cb};
+  obj_rop_t *r = rop_new(o, NULL, NULL, NULL, c, arg);
+  if (r) r->partition = partition;
+  rop_start(o, r, drop_work, rop_done_done, OBJ_CB_DONE, c, arg);
+}
+
+static void scrub_work(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  op->st = obj_engine_scrub(op->o->eng, r->bucket, r->key, r->vid, r->max, &r->scrub);
+}
+
+static void scrub_done(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  const obj_scrub_t *s = &r->scrub;
+  if (op->st == OBJ_OK)
+    r->cb.scrub(r->arg, OBJ_OK, s->bad, s->nbad, s->next_bucket, s->next_key, s->next_vid,
+                s->done);
+  else /* resume where this step was asked to start */
+    r->cb.scrub(r->arg, op->st, NULL, 0, r->bucket, r->key, r->vid, 0);
+  rop_free(r);
+}
+
+void obj_scrub(obj_t *o, const char *after_bucket, const char *after_key, const char *after_vid,
+               uint32_t max_versions,
+               void (*cb)(void *arg, obj_status_t st, const obj_bad_block_t *bad, size_t nbad,
+                          const char *next_bucket, const char *next_key, const char *next_vid,
+                          int done),
+               void *arg) {
+  obj_cb_t c = {.scrub = cb};
+  obj_rop_t *r = rop_new(o, after_bucket, after_key, after_vid, c, arg);
+  if (r) r->max = max_versions;
+  rop_start(o, r, scrub_work, scrub_done, OBJ_CB_SCRUB, c, arg);
+}
+
+static void repair_work(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  /* No block is longer than OBJ_BLOCK_SIZE: such data was not even copied. */
+  op->st = !r->val ? OBJ_ERANGE
+                   : obj_engine_block_repair(op->o->eng, r->bucket, r->key, r->vid, r->offset,
+                                             r->val, r->len);
+}
+
+void obj_block_repair(obj_t *o, const char *bucket, const char *key, const char *version_id,
+                      uint64_t offset, const void *data, size_t len, obj_done_fn cb, void *arg) {
+  obj_cb_t c = {.done = cb};
+  obj_rop_t *r = rop_new(o, bucket, key, version_id, c, arg);
+  if (r && len <= OBJ_BLOCK_SIZE && !(r->val = malloc(len + 4))) {
+    rop_free(r);
+    r = NULL;
+  }
+  if (r) {
+    if (r->val && len) memcpy(r->val + 4, data, len);
+    r->len = len;
+    r->offset = offset;
+  }
+  rop_start(o, r, repair_work, rop_done_done, OBJ_CB_DONE, c, arg);
+}
+
+static void corrupt_work(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  op->st = obj_engine_debug_corrupt(op->o->eng, r->bucket, r->key, r->vid, r->offset);
+}
+
+void obj_debug_corrupt(obj_t *o, const char *bucket, const char *key, const char *version_id,
+                       uint64_t offset, obj_done_fn cb, void *arg) {
+  obj_cb_t c = {.done = cb};
+  obj_rop_t *r = rop_new(o, bucket, key, version_id, c, arg);
+  if (r) r->offset = offset;
+  rop_start(o, r, corrupt_work, rop_done_done, OBJ_CB_DONE, c, arg);
 }

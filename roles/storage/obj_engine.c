@@ -247,7 +247,7 @@ int obj_meta_extents(const Gureum__ObjectMeta *m, const uint8_t **ids, const uin
   *ids = NULL;
   *sizes = NULL;
   *n = 0;
-  if (m->delete_marker) return 0;
+  if (m->delete_marker || m->tombstone) return 0;
   if (m->n_part_sizes) {
     if (m->data_id.len != m->n_part_sizes * OBJ_ID_LEN) return -1;
     *n = m->n_part_sizes;
@@ -503,7 +503,27 @@ obj_status_t obj_engine_blocks_delete(obj_engine_t *e, const uint8_t *id, uint64
 
 /* ---- versions ---- */
 
-/* Version `vid` (NULL: the latest) of bucket/key, with is_latest set; *mk gets its store key. */
+/* Decodes a version record. The key's timestamp is the authority: records written before the
+ * record carried ts_us have it only there. */
+static Gureum__ObjectMeta *rec_unpack(const void *v, size_t vl, uint64_t ts) {
+  Gureum__ObjectMeta *m = gureum__object_meta__unpack(NULL, vl, v);
+  if (m) m->ts_us = ts;
+  return m;
+}
+
+/* The iterator's record; its key k starts with a versions prefix of pn bytes. */
+static Gureum__ObjectMeta *iter_rec(store_iter_t *it, const uint8_t *k, size_t pn) {
+  size_t vl;
+  const void *v = store_iter_value(it, &vl);
+  return rec_unpack(v, vl, ~be64_get(k + pn));
+}
+
+static int vid_is(const uint8_t *k, size_t kl, size_t pn, const char *vid, size_t vl) {
+  return kl - pn - 8 == vl && memcmp(k + pn + 8, vid, vl) == 0;
+}
+
+/* Version `vid` (NULL: the latest non-tombstone) of bucket/key, with is_latest set; *mk gets its
+ * store key. A tombstone is not there for readers: a tombstoned vid is OBJ_ENOVERSION. */
 static obj_status_t find_version(obj_engine_t *e, const store_snap_t *snap, const char *bucket,
                                  const char *key, const char *vid, Gureum__ObjectMeta **out,
                                  obj_buf_t *mk) {
@@ -512,22 +532,28 @@ static obj_status_t find_version(obj_engine_t *e, const store_snap_t *snap, cons
   if (pre.oom) return OBJ_EIO;
   obj_status_t st = vid ? OBJ_ENOVERSION : OBJ_ENOENT;
   size_t vl = vid ? strlen(vid) : 0;
+  int live_before = 0; /* a live version sorts first: what we find is not the latest */
   store_iter_t *it = store_iter_new(e->store, e->meta, snap);
-  int first = 1;
-  for (store_iter_seek(it, pre.p, pre.n); store_iter_valid(it); store_iter_next(it), first = 0) {
+  for (store_iter_seek(it, pre.p, pre.n); store_iter_valid(it); store_iter_next(it)) {
     size_t kl;
     const uint8_t *k = store_iter_key(it, &kl);
     if (!has_prefix(k, kl, &pre) || kl < pre.n + 8) break;
-    /* Versions of one key are few; matching the id in the key avoids decoding the others. */
-    if (vid && (kl - pre.n - 8 != vl || memcmp(k + pre.n + 8, vid, vl) != 0)) continue;
-    size_t n;
-    const void *v = store_iter_value(it, &n);
-    Gureum__ObjectMeta *m = gureum__object_meta__unpack(NULL, n, v);
-    if (!m) {
+    /* Versions of one key are few; matching the id in the key avoids decoding the others once
+     * we know whether a live one comes first. */
+    int match = !vid || vid_is(k, kl, pre.n, vid, vl);
+    if (!match && live_before) continue;
+    Gureum__ObjectMeta *m = iter_rec(it, k, pre.n);
+    if (!m && match) {
       st = OBJ_ECORRUPT;
       break;
     }
-    m->is_latest = first;
+    if (!m || !match || m->tombstone) {
+      live_before |= !m || !m->tombstone;
+      if (m) gureum__object_meta__free_unpacked(m, NULL);
+      if (vid && match) break; /* that version was deleted */
+      continue;
+    }
+    m->is_latest = !live_before;
     if (mk) {
       mk->n = 0;
       buf_add(mk, k, kl);
@@ -550,10 +576,9 @@ obj_status_t obj_engine_head(obj_engine_t *e, const store_snap_t *snap, const ch
 
 /* Walks the versions of one key (prefix `pre`) for a writer holding the key's lock: *newest gets
  * the newest timestamp, and with drop_null every "null" version (normally at most one) goes into
- * b, its blocks into g, the first one into *removed if asked. */
+ * b, its blocks into g. */
 static obj_status_t scan_key(obj_engine_t *e, const obj_buf_t *pre, int drop_null,
-                             store_batch_t *b, obj_gc_t *g, uint64_t *newest,
-                             Gureum__ObjectMeta **removed) {
+                             store_batch_t *b, obj_gc_t *g, uint64_t *newest) {
   obj_status_t st = OBJ_OK;
   *newest = 0;
   store_iter_t *it = store_iter_new(e->store, e->meta, NULL);
@@ -564,7 +589,7 @@ static obj_status_t scan_key(obj_engine_t *e, const obj_buf_t *pre, int drop_nul
     uint64_t ts = ~be64_get(k + pre->n);
     if (ts > *newest) *newest = ts;
     if (!drop_null) break; /* newest first: the first one is all we need */
-    if (kl - pre->n - 8 != 4 || memcmp(k + pre->n + 8, "null", 4) != 0) continue;
+    if (!vid_is(k, kl, pre->n, "null", 4)) continue;
     const void *v = store_iter_value(it, &vl);
     Gureum__ObjectMeta *m = gureum__object_meta__unpack(NULL, vl, v);
     if (!m) {
@@ -573,18 +598,13 @@ static obj_status_t scan_key(obj_engine_t *e, const obj_buf_t *pre, int drop_nul
     }
     store_batch_delete(b, e->meta, k, kl);
     gc_add_meta(g, m);
-    if (removed && !*removed)
-      *removed = m;
-    else
-      gureum__object_meta__free_unpacked(m, NULL);
+    gureum__object_meta__free_unpacked(m, NULL);
   }
   if (st == OBJ_OK) st = iter_status(it);
   store_iter_free(it);
   return st;
 }
 
-/* Adds `in` to b as the key's newest version (the caller holds the key's lock); *packed gets the
- * record as stored. Unversioned writes also drop the "null" version they replace. */
 /* An If-Match / If-None-Match list ("*", quoted or weak ETags, comma separated) against one ETag. */
 int obj_etag_matches(const char *list, const char *etag) {
   if (strcmp(list, "*") == 0) return 1;
@@ -622,46 +642,274 @@ static obj_status_t cond_check(obj_engine_t *e, const Gureum__ObjectMeta *in, co
   return st;
 }
 
+/* What a version write reports: the record (packed) and whether it is now its key's latest;
+ * for deletes also the live record a tombstone replaced. */
+typedef struct {
+  uint8_t *packed;
+  size_t plen;
+  int latest;
+  Gureum__ObjectMeta *killed;
+} obj_res_t;
+
+static void res_clear(obj_res_t *r) {
+  free(r->packed);
+  if (r->killed) gureum__object_meta__free_unpacked(r->killed, NULL);
+  memset(r, 0, sizeof *r);
+}
+
+static obj_status_t res_pack(const Gureum__ObjectMeta *m, obj_res_t *r) {
+  Gureum__ObjectMeta c = *m;
+  c.is_latest = 0; /* derived from the order on every read, never stored */
+  free(r->packed);
+  r->packed = meta_pack(&c, &r->plen);
+  return r->packed ? OBJ_OK : OBJ_EIO;
+}
+
+/* Adds m to b under the key its bucket, key, ts_us and version id make, and packs it into r. */
+static obj_status_t rec_store(obj_engine_t *e, store_batch_t *b, const Gureum__ObjectMeta *m,
+                              obj_res_t *r) {
+  obj_buf_t k = {0};
+  key_versions(&k, m->bucket, m->key);
+  buf_be64(&k, ~m->ts_us);
+  buf_add(&k, m->version_id, strlen(m->version_id));
+  obj_status_t st = k.oom ? OBJ_EIO : res_pack(m, r);
+  if (st == OBJ_OK) store_batch_put(b, e->meta, k.p, k.n, r->packed, r->plen);
+  free(k.p);
+  return st;
+}
+
+/* Whether m will be its key's latest: live, and no live record of another version id sorts
+ * before it (the records with its id are the ones this write replaces). */
+static obj_status_t rec_latest(obj_engine_t *e, const obj_buf_t *pre, const Gureum__ObjectMeta *m,
+                               int *latest) {
+  *latest = !m->tombstone;
+  if (!*latest) return OBJ_OK;
+  size_t vl = strlen(m->version_id);
+  store_iter_t *it = store_iter_new(e->store, e->meta, NULL);
+  for (store_iter_seek(it, pre->p, pre->n); store_iter_valid(it); store_iter_next(it)) {
+    size_t kl;
+    const uint8_t *k = store_iter_key(it, &kl);
+    if (!has_prefix(k, kl, pre) || kl < pre->n + 8) break;
+    uint64_t ts = ~be64_get(k + pre->n);
+    /* Newest first; equal timestamps go by version id. */
+    if (ts < m->ts_us || (ts == m->ts_us && bcmp_str(k + pre->n + 8, kl - pre->n - 8,
+                                                      m->version_id) >= 0))
+      break;
+    if (vid_is(k, kl, pre->n, m->version_id, vl)) continue;
+    Gureum__ObjectMeta *o = iter_rec(it, k, pre->n);
+    int live = !o || !o->tombstone;
+    if (o) gureum__object_meta__free_unpacked(o, NULL);
+    if (live) {
+      *latest = 0;
+      break;
+    }
+  }
+  obj_status_t st = iter_status(it);
+  store_iter_free(it);
+  return st;
+}
+
+/* The records of one key with one version id (normally at most one), for the merge rules. */
+typedef struct {
+  obj_buf_t k;
+  Gureum__ObjectMeta *m; /* NULL once handed on as res->killed */
+} obj_have_t;
+
+typedef struct {
+  obj_have_t *v;
+  size_t n;
+} obj_haves_t;
+
+static void haves_free(obj_haves_t *h) {
+  for (size_t i = 0; i < h->n; i++) {
+    free(h->v[i].k.p);
+    if (h->v[i].m) gureum__object_meta__free_unpacked(h->v[i].m, NULL);
+  }
+  free(h->v);
+  memset(h, 0, sizeof *h);
+}
+
+static obj_status_t haves_load(obj_engine_t *e, const obj_buf_t *pre, const char *vid,
+                               obj_haves_t *h) {
+  size_t vl = strlen(vid);
+  obj_status_t st = OBJ_OK;
+  store_iter_t *it = store_iter_new(e->store, e->meta, NULL);
+  for (store_iter_seek(it, pre->p, pre->n); st == OBJ_OK && store_iter_valid(it);
+       store_iter_next(it)) {
+    size_t kl;
+    const uint8_t *k = store_iter_key(it, &kl);
+    if (!has_prefix(k, kl, pre) || kl < pre->n + 8) break;
+    if (!vid_is(k, kl, pre->n, vid, vl)) continue;
+    obj_have_t *v = realloc(h->v, (h->n + 1) * sizeof *v);
+    if (!v) {
+      st = OBJ_EIO;
+      break;
+    }
+    h->v = v;
+    obj_have_t *hv = &h->v[h->n];
+    memset(hv, 0, sizeof *hv);
+    if (!(hv->m = iter_rec(it, k, pre->n))) {
+      st = OBJ_ECORRUPT;
+      break;
+    }
+    h->n++;
+    buf_add(&hv->k, k, kl);
+    if (hv->k.oom) st = OBJ_EIO;
+  }
+  if (st == OBJ_OK) st = iter_status(it);
+  store_iter_free(it);
+  return st;
+}
+
+/* Takes a record the write replaces out of the store, freeing its blocks. */
+static void have_remove(obj_engine_t *e, store_batch_t *b, obj_gc_t *g, obj_have_t *h,
+                        obj_res_t *r) {
+  store_batch_delete(b, e->meta, h->k.p, h->k.n);
+  gc_add_meta(g, h->m);
+  if (!h->m->tombstone && !r->killed) {
+    r->killed = h->m;
+    h->m = NULL;
+  }
+}
+
+/* A tombstone keeps only what names the version it stands for: data and headers are gone. */
+static void tomb_init(Gureum__ObjectMeta *t, const char *bucket, const char *key,
+                      const char *vid, uint64_t ts, uint64_t mtime_ms) {
+  Gureum__ObjectMeta init = GUREUM__OBJECT_META__INIT;
+  *t = init;
+  t->bucket = (char *)bucket;
+  t->key = (char *)key;
+  t->version_id = (char *)vid;
+  t->ts_us = ts;
+  t->tombstone = 1;
+  t->mtime_ms = mtime_ms;
+}
+
+static int null_beats(const Gureum__ObjectMeta *a, const Gureum__ObjectMeta *b) {
+  return a->ts_us > b->ts_us || (a->ts_us == b->ts_us && a->tombstone && !b->tombstone);
+}
+
+/* How a merge ends: the newcomer (or the tombstone it turned into) stored, an existing record
+ * kept, or the newcomer dropped. */
+typedef enum { MERGE_STORE, MERGE_KEEP, MERGE_DROP } obj_merge_t;
+
+static obj_status_t merge_end(obj_engine_t *e, store_batch_t *b, const obj_buf_t *pre,
+                              const Gureum__ObjectMeta *m, obj_merge_t how, obj_res_t *r) {
+  obj_status_t st = how == MERGE_DROP ? OBJ_OK : rec_latest(e, pre, m, &r->latest);
+  if (st != OBJ_OK) return st;
+  return how == MERGE_STORE ? rec_store(e, b, m, r) : res_pack(m, r);
+}
+
+/* "null": last writer wins on ts_us, the null records it beats go. */
+static obj_status_t merge_null(obj_engine_t *e, store_batch_t *b, obj_gc_t *g,
+                               const obj_buf_t *pre, const Gureum__ObjectMeta *in,
+                               const obj_cond_t *cond, obj_haves_t *h, obj_res_t *r) {
+  Gureum__ObjectMeta nc = *in;
+  /* A tombstone without a ts stands for whatever null version is here: it takes its ts. */
+  for (size_t i = 0; nc.tombstone && !in->ts_us && i < h->n; i++)
+    if (!h->v[i].m->tombstone && h->v[i].m->ts_us > nc.ts_us) nc.ts_us = h->v[i].m->ts_us;
+  for (size_t i = 0; i < h->n; i++) {
+    const Gureum__ObjectMeta *m = h->v[i].m;
+    if (m->ts_us == nc.ts_us && m->tombstone == nc.tombstone) {
+      gc_add_meta(g, &nc); /* the same write again: the stored one stays */
+      return merge_end(e, b, pre, m, MERGE_KEEP, r);
+    }
+  }
+  int wins = !(nc.tombstone && !nc.ts_us); /* one at ts 0 kills nothing: not worth storing */
+  for (size_t i = 0; wins && i < h->n; i++) wins = null_beats(&nc, h->v[i].m);
+  if (!wins) {
+    gc_add_meta(g, &nc);
+    return merge_end(e, b, pre, &nc, MERGE_DROP, r);
+  }
+  obj_status_t st = cond_check(e, &nc, cond);
+  if (st != OBJ_OK) return st;
+  for (size_t i = 0; i < h->n; i++) have_remove(e, b, g, &h->v[i], r);
+  return merge_end(e, b, pre, &nc, MERGE_STORE, r);
+}
+
+/* Any other id: one record per id; a tombstone beats the live version, else it is a duplicate. */
+static obj_status_t merge_id(obj_engine_t *e, store_batch_t *b, obj_gc_t *g,
+                             const obj_buf_t *pre, const Gureum__ObjectMeta *in,
+                             const obj_cond_t *cond, obj_haves_t *h, obj_res_t *r) {
+  if (h->n == 0) { /* conditions only for new versions: a retry of a known one never fails */
+    obj_status_t st = cond_check(e, in, cond);
+    return st != OBJ_OK ? st : merge_end(e, b, pre, in, MERGE_STORE, r);
+  }
+  const Gureum__ObjectMeta *live = NULL, *tomb = NULL;
+  uint64_t tomb_ts = in->tombstone ? in->ts_us : 0;
+  for (size_t i = 0; i < h->n; i++) {
+    const Gureum__ObjectMeta *m = h->v[i].m;
+    if (!m->tombstone && !live) live = m;
+    if (m->tombstone && !tomb) tomb = m;
+    if (m->tombstone && m->ts_us > tomb_ts) tomb_ts = m->ts_us;
+  }
+  if (!live && !in->tombstone) live = in;
+  if (!in->tombstone) gc_add_meta(g, in); /* kept or killed, the newcomer's blocks go */
+  if (!tomb && !in->tombstone) return merge_end(e, b, pre, h->v[0].m, MERGE_KEEP, r);
+  /* The tombstone stands at the killed version's ts (the same everywhere it was written). */
+  Gureum__ObjectMeta t;
+  tomb_init(&t, in->bucket, in->key, in->version_id, live ? live->ts_us : tomb_ts,
+            tomb ? tomb->mtime_ms : now_us() / 1000);
+  if (h->n == 1 && tomb && tomb->ts_us == t.ts_us) return merge_end(e, b, pre, tomb, MERGE_KEEP, r);
+  for (size_t i = 0; i < h->n; i++) have_remove(e, b, g, &h->v[i], r);
+  return merge_end(e, b, pre, &t, MERGE_STORE, r);
+}
+
+/* obj.h's replication rules for `in`, whose version id and ts_us are fixed (tombstones come as
+ * tomb_init made them); the caller holds the key's lock. */
+static obj_status_t version_merge(obj_engine_t *e, store_batch_t *b, obj_gc_t *g,
+                                  const Gureum__ObjectMeta *in, const obj_cond_t *cond,
+                                  obj_res_t *r) {
+  obj_buf_t pre = {0};
+  obj_haves_t h = {0};
+  key_versions(&pre, in->bucket, in->key);
+  obj_status_t st = pre.oom ? OBJ_EIO : haves_load(e, &pre, in->version_id, &h);
+  if (st == OBJ_OK && strcmp(in->version_id, "null") == 0)
+    st = merge_null(e, b, g, &pre, in, cond, &h, r);
+  else if (st == OBJ_OK)
+    st = merge_id(e, b, g, &pre, in, cond, &h, r);
+  haves_free(&h);
+  free(pre.p);
+  return st;
+}
+
+static int fixed_identity(const Gureum__ObjectMeta *m) {
+  return m->ts_us && m->version_id && *m->version_id;
+}
+
+/* Adds `in` to b as a live version (the caller holds the key's lock); r gets the record as
+ * stored. Without a fixed identity it becomes the key's newest version, and unversioned writes
+ * drop the "null" version they replace. */
 static obj_status_t version_insert(obj_engine_t *e, store_batch_t *b, obj_gc_t *g,
                                    const Gureum__ObjectMeta *in, int versioned,
-                                   const obj_cond_t *cond, uint8_t **packed, size_t *plen) {
+                                   const obj_cond_t *cond, obj_res_t *r) {
+  Gureum__ObjectMeta m = *in;
+  m.tombstone = 0;
+  if (fixed_identity(in)) {
+    m.mtime_ms = m.ts_us / 1000;
+    return version_merge(e, b, g, &m, cond, r);
+  }
   obj_status_t cst = cond_check(e, in, cond);
   if (cst != OBJ_OK) return cst;
   obj_buf_t k = {0};
   key_versions(&k, in->bucket, in->key);
   uint64_t newest;
-  obj_status_t st = k.oom ? OBJ_EIO : scan_key(e, &k, !versioned, b, g, &newest, NULL);
-  if (st != OBJ_OK) {
-    free(k.p);
-    return st;
-  }
-  uint64_t ts = next_ts(e, newest);
+  obj_status_t st = k.oom ? OBJ_EIO : scan_key(e, &k, !versioned, b, g, &newest);
+  free(k.p);
+  if (st != OBJ_OK) return st;
   char vid[OBJ_UID_LEN + 1] = "null";
   if (versioned) obj_random_uid(vid);
-  buf_be64(&k, ~ts);
-  buf_add(&k, vid, strlen(vid));
-
-  Gureum__ObjectMeta m = *in;
   m.version_id = vid;
-  m.mtime_ms = ts / 1000;
-  m.is_latest = 0; /* derived from the order on every read, never stored */
-  *packed = meta_pack(&m, plen);
-  if (k.oom || !*packed) {
-    free(*packed);
-    *packed = NULL;
-    st = OBJ_EIO;
-  } else {
-    store_batch_put(b, e->meta, k.p, k.n, *packed, *plen);
-  }
-  free(k.p);
-  return st;
+  m.ts_us = next_ts(e, newest);
+  m.mtime_ms = m.ts_us / 1000;
+  r->latest = 1;
+  return rec_store(e, b, &m, r);
 }
 
 /* Writes b (records first, then as many block deletes as fit), releases the lock, frees the rest
- * of the blocks and decodes the stored record for the caller. */
+ * of the blocks and decodes the record r reports for the caller. */
 static obj_status_t commit(obj_engine_t *e, pthread_mutex_t *mu, store_batch_t *b, obj_gc_t *g,
-                           obj_status_t st, uint8_t *packed, size_t plen,
-                           Gureum__ObjectMeta **out) {
+                           obj_status_t st, const obj_res_t *r, Gureum__ObjectMeta **out) {
   if (st == OBJ_OK) {
     gc_fill(e, g, b, OBJ_GC_BATCH);
     st = batch_write(e, b, -1);
@@ -670,17 +918,16 @@ static obj_status_t commit(obj_engine_t *e, pthread_mutex_t *mu, store_batch_t *
   store_batch_free(b);
   if (st == OBJ_OK) {
     gc_finish(e, g); /* a failure here leaves garbage, not an inconsistency: already logged */
-    if (packed && out) {
-      *out = gureum__object_meta__unpack(NULL, plen, packed);
+    if (r && r->packed && out) {
+      *out = gureum__object_meta__unpack(NULL, r->plen, r->packed);
       if (*out)
-        (*out)->is_latest = 1;
+        (*out)->is_latest = r->latest;
       else
         st = OBJ_EIO;
     }
   } else {
     free(g->v);
   }
-  free(packed);
   return st;
 }
 
@@ -690,70 +937,57 @@ obj_status_t obj_engine_put(obj_engine_t *e, const Gureum__ObjectMeta *m, int ve
   pthread_mutex_t *mu = stripe(e, m->bucket, m->key);
   store_batch_t *b = store_batch_new();
   obj_gc_t g = {0};
-  uint8_t *packed = NULL;
-  size_t plen = 0;
+  obj_res_t r = {0};
   pthread_mutex_lock(mu);
-  obj_status_t st = version_insert(e, b, &g, m, versioned, cond, &packed, &plen);
-  return commit(e, mu, b, &g, st, packed, plen, out);
-}
-
-/* Removes exactly one version. An unknown version is not an error: S3 answers 204 to that. */
-static obj_status_t delete_version(obj_engine_t *e, const char *bucket, const char *key,
-                                   const char *vid, Gureum__ObjectMeta **out) {
-  pthread_mutex_t *mu = stripe(e, bucket, key);
-  store_batch_t *b = store_batch_new();
-  obj_gc_t g = {0};
-  obj_buf_t mk = {0};
-  pthread_mutex_lock(mu);
-  obj_status_t st = find_version(e, NULL, bucket, key, vid, out, &mk);
-  if (st == OBJ_ENOENT || st == OBJ_ENOVERSION) {
-    pthread_mutex_unlock(mu);
-    store_batch_free(b);
-    *out = meta_stub(bucket, key, vid);
-    return *out ? OBJ_OK : OBJ_EIO;
-  }
-  if (st == OBJ_EDELETED) st = OBJ_OK;
-  if (st == OBJ_OK && mk.oom) st = OBJ_EIO;
-  if (st == OBJ_OK) {
-    store_batch_delete(b, e->meta, mk.p, mk.n);
-    gc_add_meta(&g, *out);
-  }
-  free(mk.p);
-  st = commit(e, mu, b, &g, st, NULL, 0, NULL);
-  if (st != OBJ_OK && *out) {
-    gureum__object_meta__free_unpacked(*out, NULL);
-    *out = NULL;
-  }
+  obj_status_t st = version_insert(e, b, &g, m, versioned, cond, &r);
+  st = commit(e, mu, b, &g, st, &r, out);
+  res_clear(&r);
   return st;
 }
 
-/* Versioning never enabled: the key has only its "null" version, which goes. */
-static obj_status_t delete_null(obj_engine_t *e, const char *bucket, const char *key,
-                                Gureum__ObjectMeta **out) {
-  pthread_mutex_t *mu = stripe(e, bucket, key);
+/* Merges tombstone t (fresh: at a new timestamp above the key's newest, taken under the lock).
+ * *out gets the live record it replaced, else just the names asked for. */
+static obj_status_t delete_merge(obj_engine_t *e, Gureum__ObjectMeta *t, int fresh,
+                                 const char *asked_vid, Gureum__ObjectMeta **out) {
+  pthread_mutex_t *mu = stripe(e, t->bucket, t->key);
   store_batch_t *b = store_batch_new();
   obj_gc_t g = {0};
+  obj_res_t r = {0};
   obj_buf_t pre = {0};
   uint64_t newest;
-  key_versions(&pre, bucket, key);
+  obj_status_t st = OBJ_OK;
   pthread_mutex_lock(mu);
-  obj_status_t st = pre.oom ? OBJ_EIO : scan_key(e, &pre, 1, b, &g, &newest, out);
-  free(pre.p);
-  st = commit(e, mu, b, &g, st, NULL, 0, NULL);
-  if (st == OBJ_OK && !*out) *out = meta_stub(bucket, key, NULL);
-  if (st == OBJ_OK && !*out) st = OBJ_EIO;
-  if (st != OBJ_OK && *out) {
-    gureum__object_meta__free_unpacked(*out, NULL);
-    *out = NULL;
+  if (fresh) {
+    key_versions(&pre, t->bucket, t->key);
+    st = pre.oom ? OBJ_EIO : scan_key(e, &pre, 0, b, &g, &newest);
+    if (st == OBJ_OK) t->ts_us = next_ts(e, newest);
+    free(pre.p);
   }
-  if (*out) (*out)->is_latest = 0;
+  if (st == OBJ_OK) st = version_merge(e, b, &g, t, NULL, &r);
+  st = commit(e, mu, b, &g, st, NULL, NULL);
+  if (st == OBJ_OK) {
+    *out = r.killed ? r.killed : meta_stub(t->bucket, t->key, asked_vid);
+    r.killed = NULL;
+    if (*out)
+      (*out)->is_latest = 0;
+    else
+      st = OBJ_EIO;
+  }
+  res_clear(&r);
   return st;
 }
 
 obj_status_t obj_engine_delete(obj_engine_t *e, const char *bucket, const char *key,
-                               const char *vid, const char *versioning, Gureum__ObjectMeta **out) {
+                               const char *vid, const char *versioning, const obj_ident_t *ident,
+                               Gureum__ObjectMeta **out) {
   *out = NULL;
-  if (vid && *vid) return delete_version(e, bucket, key, vid, out);
+  uint64_t its = ident ? ident->ts_us : 0;
+  Gureum__ObjectMeta t;
+  if (vid && *vid) {
+    /* ts 0: the tombstone takes the version's own ts (or stays at 0 for an unknown one). */
+    tomb_init(&t, bucket, key, vid, its, now_us() / 1000);
+    return delete_merge(e, &t, 0, vid, out);
+  }
   if (!versioning) versioning = "";
   int enabled = strcmp(versioning, "Enabled") == 0;
   if (enabled || strcmp(versioning, "Suspended") == 0) {
@@ -762,9 +996,51 @@ obj_status_t obj_engine_delete(obj_engine_t *e, const char *bucket, const char *
     m.bucket = (char *)bucket;
     m.key = (char *)key;
     m.delete_marker = 1;
+    if (ident) {
+      m.version_id = enabled ? (char *)(ident->version_id ? ident->version_id : "") : "null";
+      m.ts_us = its;
+    }
     return obj_engine_put(e, &m, enabled, NULL, out);
   }
-  return delete_null(e, bucket, key, out);
+  /* Versioning never enabled: the null version becomes a null tombstone, so that a replica
+   * which missed it cannot bring it back. */
+  tomb_init(&t, bucket, key, "null", its, now_us() / 1000);
+  return delete_merge(e, &t, !its, NULL, out);
+}
+
+obj_status_t obj_engine_apply(obj_engine_t *e, const Gureum__ObjectMeta *rec,
+                              Gureum__ObjectMeta **out) {
+  *out = NULL;
+  int named = rec->bucket && *rec->bucket && rec->key && *rec->key && rec->version_id &&
+              *rec->version_id;
+  if (!named || !(rec->tombstone || (rec->delete_marker && rec->ts_us))) {
+    log_warn("obj", "bad_apply", "bucket=%s key=%s", rec->bucket ? rec->bucket : "",
+             rec->key ? rec->key : "");
+    return OBJ_EIO;
+  }
+  Gureum__ObjectMeta m = *rec;
+  if (rec->tombstone) {
+    tomb_init(&m, rec->bucket, rec->key, rec->version_id, rec->ts_us, now_us() / 1000);
+  } else {
+    /* A marker has no data, whatever the record says. */
+    m.size = 0;
+    m.data_id.data = NULL;
+    m.data_id.len = 0;
+    m.n_part_sizes = 0;
+    m.part_sizes = NULL;
+    m.parts_count = 0;
+    m.block_size = 0;
+    m.mtime_ms = m.ts_us / 1000;
+  }
+  pthread_mutex_t *mu = stripe(e, m.bucket, m.key);
+  store_batch_t *b = store_batch_new();
+  obj_gc_t g = {0};
+  obj_res_t r = {0};
+  pthread_mutex_lock(mu);
+  obj_status_t st = version_merge(e, b, &g, &m, NULL, &r);
+  st = commit(e, mu, b, &g, st, &r, out);
+  res_clear(&r);
+  return st;
 }
 
 obj_status_t obj_engine_set_tags(obj_engine_t *e, const char *bucket, const char *key,
@@ -944,10 +1220,15 @@ obj_status_t obj_engine_list(obj_engine_t *e, const char *bucket, const char *pr
       seek_past(it, &sk, bucket, mk.key, cpl, 0);
       continue;
     }
-    /* Newest first, so this is the key's latest version. */
+    /* Newest first, so past the tombstones this is the key's latest version. */
     const void *v = store_iter_value(it, &vl);
-    Gureum__ObjectMeta *m = gureum__object_meta__unpack(NULL, vl, v);
+    Gureum__ObjectMeta *m = rec_unpack(v, vl, mk.ts);
     if (!m) log_warn("obj", "bad_record", "bucket=%s", bucket);
+    if (m && m->tombstone) {
+      gureum__object_meta__free_unpacked(m, NULL);
+      store_iter_next(it);
+      continue;
+    }
     int live = m && !m->delete_marker;
     if (cpl && live) {
       /* A common prefix only shows when some key under it is visible (not a delete marker). */
@@ -1041,7 +1322,18 @@ obj_status_t obj_engine_list_versions(obj_engine_t *e, const char *bucket, const
       continue;
     }
     if (mk.kl < pl || memcmp(mk.key, prefix, pl) != 0) break;
+    const void *v = store_iter_value(it, &vl);
+    Gureum__ObjectMeta *m = rec_unpack(v, vl, mk.ts);
+    if (m && m->tombstone) { /* deleted versions are kept for replication, never listed */
+      gureum__object_meta__free_unpacked(m, NULL);
+      store_iter_next(it);
+      continue;
+    }
     size_t cpl = common_prefix(&mk, pl, delim);
+    if (cpl || lb_full(&lb)) {
+      if (m) gureum__object_meta__free_unpacked(m, NULL);
+      m = NULL;
+    }
     if (cpl) {
       if (!*key_marker || bcmp_str(mk.key, cpl, key_marker) > 0) {
         if (lb_full(&lb)) {
@@ -1059,8 +1351,6 @@ obj_status_t obj_engine_list_versions(obj_engine_t *e, const char *bucket, const
       break;
     }
     int latest = !(have_prev && prev.n == mk.kl && memcmp(prev.p, mk.key, mk.kl) == 0);
-    const void *v = store_iter_value(it, &vl);
-    Gureum__ObjectMeta *m = gureum__object_meta__unpack(NULL, vl, v);
     if (m) {
       m->is_latest = latest;
       lb_item(&lb, m);
@@ -1097,10 +1387,29 @@ static int cf_has_prefix(obj_engine_t *e, store_cf_t *cf, const obj_buf_t *pre) 
   return found;
 }
 
+/* Whether a version record other than a tombstone starts with pre: 1 yes, 0 no, -1 on error.
+ * Tombstones wait for their GC, so this may step over a few. */
+static int meta_has_versions(obj_engine_t *e, const obj_buf_t *pre) {
+  store_iter_t *it = store_iter_new(e->store, e->meta, NULL);
+  int found = 0;
+  for (store_iter_seek(it, pre->p, pre->n); !found && store_iter_valid(it); store_iter_next(it)) {
+    size_t kl, vl;
+    const uint8_t *k = store_iter_key(it, &kl);
+    if (!has_prefix(k, kl, pre)) break;
+    const void *v = store_iter_value(it, &vl);
+    Gureum__ObjectMeta *m = gureum__object_meta__unpack(NULL, vl, v);
+    found = !m || !m->tombstone; /* an unreadable record is still something there */
+    if (m) gureum__object_meta__free_unpacked(m, NULL);
+  }
+  if (!found && iter_status(it) != OBJ_OK) found = -1;
+  store_iter_free(it);
+  return found;
+}
+
 int obj_engine_bucket_is_empty(obj_engine_t *e, const char *bucket) {
   obj_buf_t pre = {0};
   buf_str(&pre, bucket);
-  int r = pre.oom ? -1 : cf_has_prefix(e, e->meta, &pre);
+  int r = pre.oom ? -1 : meta_has_versions(e, &pre);
   if (r == 0) {
     pre.n = 0;
     buf_byte(&pre, 'U');
@@ -1186,32 +1495,65 @@ static obj_status_t parts_load(obj_engine_t *e, const char *uid, uint64_t from, 
   return st;
 }
 
+/* Part keys hold the upload id at a fixed length, so a chosen id must look like ours. */
+static int uid_valid(const char *s) {
+  size_t n = 0;
+  for (; s[n]; n++) {
+    char c = s[n];
+    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) return 0;
+  }
+  return n == OBJ_UID_LEN;
+}
+
+/* Writes the upload record unless it exists already (a coordinator's retry). */
+static obj_status_t upload_put(obj_engine_t *e, const Gureum__MultipartUpload *u) {
+  size_t plen = gureum__multipart_upload__get_packed_size(u);
+  uint8_t *p = malloc(plen ? plen : 1);
+  obj_buf_t k = {0};
+  key_upload(&k, u->bucket, u->key, u->upload_id);
+  obj_status_t st = OBJ_EIO;
+  char *err = NULL;
+  void *old = NULL;
+  size_t ol;
+  int rc = p && !k.oom ? store_get(e->store, e->mpu, NULL, k.p, k.n, &old, &ol, &err) : STORE_ERR;
+  free(old);
+  if (rc == STORE_OK) {
+    st = OBJ_OK;
+  } else if (rc == STORE_NOTFOUND) {
+    gureum__multipart_upload__pack(u, p);
+    if (store_put(e->store, e->mpu, k.p, k.n, p, plen, -1, &err) == STORE_OK) st = OBJ_OK;
+  }
+  if (st != OBJ_OK) log_error("obj", "write_failed", "err=\"%s\"", err ? err : "?");
+  free(err);
+  free(p);
+  free(k.p);
+  return st;
+}
+
 obj_status_t obj_engine_mpu_create(obj_engine_t *e, const Gureum__ObjectMeta *m,
                                    char upload_id[OBJ_UID_LEN + 1]) {
-  obj_random_uid(upload_id);
+  if (m->version_id && *m->version_id) {
+    if (!uid_valid(m->version_id)) {
+      log_warn("obj", "bad_upload_id", "bucket=%s key=%s", m->bucket, m->key);
+      return OBJ_EIO;
+    }
+    memcpy(upload_id, m->version_id, OBJ_UID_LEN + 1);
+  } else {
+    obj_random_uid(upload_id);
+  }
+  Gureum__ObjectMeta headers = *m;
+  headers.version_id = ""; /* the upload's id, not a version's: complete decides that */
+  headers.ts_us = 0;
   Gureum__MultipartUpload u = GUREUM__MULTIPART_UPLOAD__INIT;
   u.bucket = m->bucket;
   u.key = m->key;
   u.upload_id = upload_id;
   u.initiated_ms = now_us() / 1000;
-  u.meta = (Gureum__ObjectMeta *)m;
-  size_t plen = gureum__multipart_upload__get_packed_size(&u);
-  uint8_t *p = malloc(plen ? plen : 1);
-  obj_buf_t k = {0};
-  key_upload(&k, m->bucket, m->key, upload_id);
-  obj_status_t st = OBJ_EIO;
-  char *err = NULL;
-  if (p && !k.oom) {
-    gureum__multipart_upload__pack(&u, p);
-    if (store_put(e->store, e->mpu, k.p, k.n, p, plen, -1, &err) == STORE_OK) {
-      st = OBJ_OK;
-    } else {
-      log_error("obj", "write_failed", "err=\"%s\"", err ? err : "?");
-      free(err);
-    }
-  }
-  free(p);
-  free(k.p);
+  u.meta = &headers;
+  pthread_mutex_t *mu = stripe(e, m->bucket, m->key);
+  pthread_mutex_lock(mu);
+  obj_status_t st = upload_put(e, &u);
+  pthread_mutex_unlock(mu);
   return st;
 }
 
@@ -1250,7 +1592,7 @@ obj_status_t obj_engine_mpu_put_part(obj_engine_t *e, const char *bucket, const 
   }
   if (u) gureum__multipart_upload__free_unpacked(u, NULL);
   free(uk.p);
-  return commit(e, mu, b, &g, st, NULL, 0, NULL);
+  return commit(e, mu, b, &g, st, NULL, NULL);
 }
 
 static int etag_eq(const char *given, const char *stored) {
@@ -1310,26 +1652,37 @@ static obj_status_t complete_check(Gureum__UploadPart **have, size_t nhave,
   return st;
 }
 
-obj_status_t obj_engine_mpu_complete(obj_engine_t *e, const char *bucket, const char *key,
-                                     const char *upload_id, const obj_part_ref_t *parts, size_t n,
-                                     int versioned, const obj_cond_t *cond,
-                                     Gureum__ObjectMeta **out) {
-  *out = NULL;
-  pthread_mutex_t *mu = stripe(e, bucket, key);
-  store_batch_t *b = store_batch_new();
-  obj_gc_t g = {0};
-  obj_buf_t uk = {0};
-  Gureum__MultipartUpload *u = NULL;
+/* A coordinator retrying a complete this replica did already: the upload is gone, and the
+ * version it made (or the tombstone that replaced it) has the identity asked for. */
+static obj_status_t complete_again(obj_engine_t *e, const char *bucket, const char *key,
+                                   const obj_ident_t *id, obj_res_t *r) {
+  obj_buf_t pre = {0};
+  obj_haves_t h = {0};
+  key_versions(&pre, bucket, key);
+  obj_status_t st = pre.oom ? OBJ_EIO : haves_load(e, &pre, id->version_id, &h);
+  if (st == OBJ_OK) st = OBJ_ENOUPLOAD;
+  for (size_t i = 0; st == OBJ_ENOUPLOAD && i < h.n; i++)
+    if (strcmp(id->version_id, "null") != 0 || h.v[i].m->ts_us == id->ts_us)
+      st = merge_end(e, NULL, &pre, h.v[i].m, MERGE_KEEP, r);
+  haves_free(&h);
+  free(pre.p);
+  return st;
+}
+
+/* Completes upload u (the caller holds the key's lock and checked the upload exists): the
+ * version goes into b, the upload and its part records out, unlisted parts' blocks into g. */
+static obj_status_t complete_upload(obj_engine_t *e, store_batch_t *b, obj_gc_t *g,
+                                    const Gureum__MultipartUpload *u, const obj_buf_t *uk,
+                                    const obj_part_ref_t *parts, size_t n, int versioned,
+                                    const obj_cond_t *cond, const obj_ident_t *ident,
+                                    obj_res_t *r) {
   Gureum__UploadPart **have = NULL;
   size_t nhave = 0;
   int more;
-  uint8_t *used = NULL, *ids = NULL, *packed = NULL;
-  uint64_t *sizes = NULL;
-  size_t plen = 0;
   char etag[64];
-  pthread_mutex_lock(mu);
-  obj_status_t st = upload_get(e, bucket, key, upload_id, &uk, &u);
-  if (st == OBJ_OK) st = parts_load(e, upload_id, 0, 0, &have, &nhave, &more);
+  uint8_t *used = NULL, *ids = NULL;
+  uint64_t *sizes = NULL;
+  obj_status_t st = parts_load(e, u->upload_id, 0, 0, &have, &nhave, &more);
   if (st == OBJ_OK) {
     used = calloc(nhave + 1, 1);
     ids = malloc(OBJ_ID_LEN * n + 1);
@@ -1340,8 +1693,10 @@ obj_status_t obj_engine_mpu_complete(obj_engine_t *e, const char *bucket, const 
   if (st == OBJ_OK) {
     Gureum__ObjectMeta init = GUREUM__OBJECT_META__INIT;
     Gureum__ObjectMeta m = u->meta ? *u->meta : init;
-    m.bucket = (char *)bucket;
-    m.key = (char *)key;
+    m.bucket = u->bucket;
+    m.key = u->key;
+    m.version_id = ident ? (char *)ident->version_id : "";
+    m.ts_us = ident ? ident->ts_us : 0;
     m.delete_marker = 0;
     m.etag = etag;
     m.size = 0;
@@ -1352,25 +1707,47 @@ obj_status_t obj_engine_mpu_complete(obj_engine_t *e, const char *bucket, const 
     m.data_id.data = ids;
     m.data_id.len = OBJ_ID_LEN * n;
     m.block_size = OBJ_BLOCK_SIZE;
-    st = version_insert(e, b, &g, &m, versioned, cond, &packed, &plen);
+    st = version_insert(e, b, g, &m, versioned, cond, r);
   }
   if (st == OBJ_OK) {
     /* The upload goes with its part records; parts left out of the list are freed. */
-    store_batch_delete(b, e->mpu, uk.p, uk.n);
+    store_batch_delete(b, e->mpu, uk->p, uk->n);
     for (size_t j = 0; j < nhave; j++) {
       uint8_t pk[OBJ_PART_KEY_LEN];
-      key_part(pk, upload_id, have[j]->part_number);
+      key_part(pk, u->upload_id, have[j]->part_number);
       store_batch_delete(b, e->mpu, pk, sizeof pk);
-      if (!used[j]) gc_add_part(&g, have[j]);
+      if (!used[j]) gc_add_part(g, have[j]);
     }
   }
-  st = commit(e, mu, b, &g, st, packed, plen, out);
-  if (u) gureum__multipart_upload__free_unpacked(u, NULL);
   parts_free(have, nhave);
-  free(uk.p);
   free(used);
   free(ids);
   free(sizes);
+  return st;
+}
+
+obj_status_t obj_engine_mpu_complete(obj_engine_t *e, const char *bucket, const char *key,
+                                     const char *upload_id, const obj_part_ref_t *parts, size_t n,
+                                     int versioned, const obj_cond_t *cond,
+                                     const obj_ident_t *ident, Gureum__ObjectMeta **out) {
+  *out = NULL;
+  if (ident && !(ident->ts_us && ident->version_id && *ident->version_id)) ident = NULL;
+  pthread_mutex_t *mu = stripe(e, bucket, key);
+  store_batch_t *b = store_batch_new();
+  obj_gc_t g = {0};
+  obj_buf_t uk = {0};
+  obj_res_t r = {0};
+  Gureum__MultipartUpload *u = NULL;
+  pthread_mutex_lock(mu);
+  obj_status_t st = upload_get(e, bucket, key, upload_id, &uk, &u);
+  if (st == OBJ_ENOUPLOAD && ident)
+    st = complete_again(e, bucket, key, ident, &r);
+  else if (st == OBJ_OK)
+    st = complete_upload(e, b, &g, u, &uk, parts, n, versioned, cond, ident, &r);
+  st = commit(e, mu, b, &g, st, &r, out);
+  if (u) gureum__multipart_upload__free_unpacked(u, NULL);
+  free(uk.p);
+  res_clear(&r);
   return st;
 }
 
@@ -1396,7 +1773,7 @@ obj_status_t obj_engine_mpu_abort(obj_engine_t *e, const char *bucket, const cha
       gc_add_part(&g, have[j]);
     }
   }
-  st = commit(e, mu, b, &g, st, NULL, 0, NULL);
+  st = commit(e, mu, b, &g, st, NULL, NULL);
   if (u) gureum__multipart_upload__free_unpacked(u, NULL);
   parts_free(have, nhave);
   free(uk.p);
@@ -1491,4 +1868,533 @@ obj_status_t obj_engine_mpu_list_uploads(obj_engine_t *e, const char *bucket, co
     *n = 0;
   }
   return st;
+}
+
+/* ---- repair: partitions, digests, tombstone GC, scrub ---- */
+
+static void sha256(const void *p, size_t n, uint8_t out[32]) {
+  if (EVP_Digest(p, n, out, NULL, EVP_sha256(), NULL) != 1) {
+    /* Only an allocation failure gets here; partitions must not silently change. */
+    log_error("obj", "sha256_failed", "len=%zu", n);
+    abort();
+  }
+}
+
+static uint32_t partition_of(const void *bucket, size_t bl, const void *key, size_t kl) {
+  obj_buf_t b = {0};
+  buf_add(&b, bucket, bl);
+  buf_byte(&b, 0);
+  buf_add(&b, key, kl);
+  if (b.oom) {
+    log_error("obj", "partition_oom", "len=%zu", bl + kl);
+    abort();
+  }
+  uint8_t d[32];
+  sha256(b.p, b.n, d);
+  free(b.p);
+  return d[0];
+}
+
+uint32_t obj_partition(const char *bucket, const char *key) {
+  return partition_of(bucket, strlen(bucket), key, strlen(key));
+}
+
+/* One version record met by meta_walk. */
+typedef struct {
+  const uint8_t *k; /* its store key: bucket \0 key \0 be64(~ts) vid */
+  size_t kl;
+  const uint8_t *bucket; /* bl bytes at the start of k */
+  size_t bl;
+  obj_mkey_t mk;
+  const void *v;
+  size_t vl;
+  uint32_t part;
+  int first; /* the first record of its bucket/key: the newest */
+} obj_walk_t;
+
+/* Returns OBJ_OK to go on; anything else stops the walk and is its result. */
+typedef obj_status_t (*obj_walk_fn)(obj_engine_t *e, const obj_walk_t *w, void *arg);
+
+/* Calls fn on every version record in key order, computing each key's partition once. */
+static obj_status_t meta_walk(obj_engine_t *e, const store_snap_t *snap, obj_walk_fn fn,
+                              void *arg) {
+  obj_buf_t prev = {0}; /* bucket \0 key \0 of the previous record */
+  obj_status_t st = OBJ_OK;
+  uint32_t part = 0;
+  store_iter_t *it = store_iter_new(e->store, e->meta, snap);
+  for (store_iter_seek_first(it); st == OBJ_OK && store_iter_valid(it); store_iter_next(it)) {
+    obj_walk_t w = {0};
+    w.k = store_iter_key(it, &w.kl);
+    const uint8_t *z = memchr(w.k, 0, w.kl);
+    if (!z || mkey_parse(w.k, w.kl, (size_t)(z - w.k), &w.mk) != 0) continue;
+    w.bucket = w.k;
+    w.bl = (size_t)(z - w.k);
+    size_t pn = w.bl + 1 + w.mk.kl + 1; /* through the key's NUL */
+    w.first = !(prev.n == pn && memcmp(prev.p, w.k, pn) == 0);
+    if (w.first) {
+      part = partition_of(w.bucket, w.bl, w.mk.key, w.mk.kl);
+      prev.n = 0;
+      buf_add(&prev, w.k, pn);
+      if (prev.oom) st = OBJ_EIO;
+    }
+    w.part = part;
+    w.v = store_iter_value(it, &w.vl);
+    if (st == OBJ_OK) st = fn(e, &w, arg);
+  }
+  if (st == OBJ_OK) st = iter_status(it);
+  store_iter_free(it);
+  free(prev.p);
+  return st;
+}
+
+static Gureum__ObjectMeta *walk_rec(const obj_walk_t *w) {
+  Gureum__ObjectMeta *m = rec_unpack(w->v, w->vl, w->mk.ts);
+  if (!m) log_warn("obj", "bad_record", "bucket=%.*s", (int)w->bl, (const char *)w->bucket);
+  return m;
+}
+
+/* obj.h describes the canonical record: what replicas agree on, nothing local. */
+static obj_status_t canon_digest(const Gureum__ObjectMeta *m, uint8_t out[32]) {
+  char ts[24];
+  snprintf(ts, sizeof ts, "%llu", (unsigned long long)m->ts_us);
+  obj_buf_t c = {0};
+  buf_str(&c, m->bucket);
+  buf_str(&c, m->key);
+  buf_str(&c, m->version_id);
+  if (m->tombstone) {
+    if (strcmp(m->version_id, "null") == 0) buf_str(&c, ts);
+    buf_add(&c, "T", 1);
+  } else {
+    buf_str(&c, ts);
+    buf_str(&c, m->etag ? m->etag : "");
+    buf_add(&c, m->delete_marker ? "1" : "0", 1);
+  }
+  if (!c.oom) sha256(c.p, c.n, out);
+  free(c.p);
+  return c.oom ? OBJ_EIO : OBJ_OK;
+}
+
+static obj_status_t digest_one(obj_engine_t *e, const obj_walk_t *w, void *arg) {
+  (void)e;
+  obj_digests_t *d = arg;
+  Gureum__ObjectMeta *m = walk_rec(w);
+  if (!m) return OBJ_OK; /* unreadable: left out, so the digests differ and repair looks */
+  uint8_t h[32];
+  obj_status_t st = canon_digest(m, h);
+  if (st == OBJ_OK) {
+    for (int i = 0; i < 16; i++) d->digest[w->part][i] ^= h[i];
+    d->records[w->part]++;
+    if (!m->tombstone && !m->delete_marker) {
+      d->objects[w->part]++;
+      d->bytes[w->part] += m->size;
+    }
+  }
+  gureum__object_meta__free_unpacked(m, NULL);
+  return st;
+}
+
+obj_status_t obj_engine_digests(obj_engine_t *e, obj_digests_t *d) {
+  memset(d, 0, sizeof *d);
+  const store_snap_t *snap = store_snapshot(e->store); /* one consistent state for all */
+  obj_status_t st = meta_walk(e, snap, digest_one, d);
+  store_snapshot_release(e->store, snap);
+  if (st != OBJ_OK) memset(d, 0, sizeof *d);
+  return st;
+}
+
+void obj_records_free(Gureum__ObjectMeta **recs, size_t n) {
+  for (size_t i = 0; i < n; i++) gureum__object_meta__free_unpacked(recs[i], NULL);
+  free(recs);
+}
+
+typedef struct {
+  uint32_t part;
+  Gureum__ObjectMeta **v;
+  size_t n, cap;
+  int live_seen; /* of the current key: is_latest goes to its first live record */
+} obj_recs_t;
+
+static obj_status_t records_one(obj_engine_t *e, const obj_walk_t *w, void *arg) {
+  (void)e;
+  obj_recs_t *r = arg;
+  if (w->part != r->part) return OBJ_OK;
+  if (w->first) r->live_seen = 0;
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? r->cap * 2 : 64;
+    Gureum__ObjectMeta **v = realloc(r->v, cap * sizeof *v);
+    if (!v) return OBJ_EIO;
+    r->v = v;
+    r->cap = cap;
+  }
+  Gureum__ObjectMeta *m = walk_rec(w);
+  if (!m) return OBJ_OK;
+  m->is_latest = !m->tombstone && !r->live_seen;
+  r->live_seen |= !m->tombstone;
+  r->v[r->n++] = m;
+  return OBJ_OK;
+}
+
+obj_status_t obj_engine_partition_records(obj_engine_t *e, uint32_t partition,
+                                          Gureum__ObjectMeta ***recs, size_t *n) {
+  obj_recs_t r = {partition, NULL, 0, 0, 0};
+  obj_status_t st = meta_walk(e, NULL, records_one, &r);
+  if (st != OBJ_OK) {
+    obj_records_free(r.v, r.n);
+    r.v = NULL;
+    r.n = 0;
+  }
+  *recs = r.v;
+  *n = r.n;
+  return st;
+}
+
+/* Every version of one key goes, with its blocks, under the key's lock. */
+static obj_status_t drop_key(obj_engine_t *e, const char *bucket, const char *key) {
+  pthread_mutex_t *mu = stripe(e, bucket, key);
+  store_batch_t *b = store_batch_new();
+  obj_gc_t g = {0};
+  obj_buf_t pre = {0};
+  key_versions(&pre, bucket, key);
+  obj_status_t st = pre.oom ? OBJ_EIO : OBJ_OK;
+  pthread_mutex_lock(mu);
+  store_iter_t *it = store_iter_new(e->store, e->meta, NULL);
+  for (store_iter_seek(it, pre.p, pre.n); st == OBJ_OK && store_iter_valid(it);
+       store_iter_next(it)) {
+    size_t kl, vl;
+    const uint8_t *k = store_iter_key(it, &kl);
+    if (!has_prefix(k, kl, &pre)) break;
+    const void *v = store_iter_value(it, &vl);
+    Gureum__ObjectMeta *m = gureum__object_meta__unpack(NULL, vl, v);
+    if (m) gc_add_meta(&g, m); /* unreadable: its blocks, if any, stay behind as garbage */
+    if (m) gureum__object_meta__free_unpacked(m, NULL);
+    store_batch_delete(b, e->meta, k, kl);
+  }
+  if (st == OBJ_OK) st = iter_status(it);
+  store_iter_free(it);
+  free(pre.p);
+  return commit(e, mu, b, &g, st, NULL, NULL);
+}
+
+static obj_status_t drop_one(obj_engine_t *e, const obj_walk_t *w, void *arg) {
+  const uint32_t *part = arg;
+  if (w->part != *part || !w->first) return OBJ_OK;
+  char *bucket = strndup((const char *)w->bucket, w->bl);
+  char *key = strndup((const char *)w->mk.key, w->mk.kl);
+  obj_status_t st = bucket && key ? drop_key(e, bucket, key) : OBJ_EIO;
+  free(bucket);
+  free(key);
+  return st;
+}
+
+/* Uploads in progress on the partition's keys would never complete here any more. */
+static obj_status_t drop_uploads(obj_engine_t *e, uint32_t part) {
+  obj_status_t st = OBJ_OK;
+  store_iter_t *it = store_iter_new(e->store, e->mpu, NULL);
+  for (store_iter_seek(it, "U", 1); st == OBJ_OK && store_iter_valid(it); store_iter_next(it)) {
+    size_t kl, vl;
+    const uint8_t *k = store_iter_key(it, &kl);
+    if (kl < 1 || k[0] != 'U') break;
+    const void *v = store_iter_value(it, &vl);
+    Gureum__MultipartUpload *u = gureum__multipart_upload__unpack(NULL, vl, v);
+    if (u && obj_partition(u->bucket, u->key) == part) {
+      st = obj_engine_mpu_abort(e, u->bucket, u->key, u->upload_id);
+      if (st == OBJ_ENOUPLOAD) st = OBJ_OK; /* aborted meanwhile */
+    }
+    if (u) gureum__multipart_upload__free_unpacked(u, NULL);
+  }
+  if (st == OBJ_OK) st = iter_status(it);
+  store_iter_free(it);
+  return st;
+}
+
+obj_status_t obj_engine_partition_drop(obj_engine_t *e, uint32_t partition) {
+  obj_status_t st = meta_walk(e, NULL, drop_one, &partition);
+  return st == OBJ_OK ? drop_uploads(e, partition) : st;
+}
+
+typedef struct {
+  uint64_t older_than_ms, removed;
+} obj_tgc_t;
+
+/* Rechecks under the key's lock that the record is still that old tombstone, then removes it.
+ * Unsynced: a removal lost in a crash only brings the tombstone back until the next GC. */
+static obj_status_t tgc_one(obj_engine_t *e, const obj_walk_t *w, void *arg) {
+  obj_tgc_t *t = arg;
+  Gureum__ObjectMeta *m = walk_rec(w);
+  if (!m || !m->tombstone || m->mtime_ms >= t->older_than_ms) {
+    if (m) gureum__object_meta__free_unpacked(m, NULL);
+    return OBJ_OK;
+  }
+  pthread_mutex_t *mu = stripe(e, m->bucket, m->key);
+  gureum__object_meta__free_unpacked(m, NULL);
+  pthread_mutex_lock(mu);
+  void *v = NULL;
+  size_t vl;
+  char *err = NULL;
+  obj_status_t st = OBJ_OK;
+  int rc = store_get(e->store, e->meta, NULL, w->k, w->kl, &v, &vl, &err);
+  Gureum__ObjectMeta *cur = rc == STORE_OK ? gureum__object_meta__unpack(NULL, vl, v) : NULL;
+  if (rc == STORE_ERR) st = OBJ_EIO;
+  if (cur && cur->tombstone && cur->mtime_ms < t->older_than_ms) {
+    if (store_delete(e->store, e->meta, w->k, w->kl, 0, &err) == STORE_OK)
+      t->removed++;
+    else
+      st = OBJ_EIO;
+  }
+  pthread_mutex_unlock(mu);
+  if (st != OBJ_OK) log_error("obj", "tombstone_gc_failed", "err=\"%s\"", err ? err : "?");
+  if (cur) gureum__object_meta__free_unpacked(cur, NULL);
+  free(v);
+  free(err);
+  return st;
+}
+
+obj_status_t obj_engine_gc_tombstones(obj_engine_t *e, uint64_t older_than_ms,
+                                      uint64_t *removed) {
+  obj_tgc_t t = {older_than_ms, 0};
+  obj_status_t st = meta_walk(e, NULL, tgc_one, &t);
+  *removed = t.removed;
+  return st;
+}
+
+/* ---- scrub and block repair ---- */
+
+#define OBJ_SCRUB_SCAN 10000 /* records one scrub step looks at, whatever they are */
+
+void obj_scrub_clear(obj_scrub_t *s) {
+  for (size_t i = 0; i < s->nbad; i++) {
+    free(s->bad[i].bucket);
+    free(s->bad[i].key);
+    free(s->bad[i].version_id);
+  }
+  free(s->bad);
+  free(s->next_bucket);
+  free(s->next_key);
+  free(s->next_vid);
+  memset(s, 0, sizeof *s);
+}
+
+static obj_status_t scrub_bad(obj_scrub_t *s, const Gureum__ObjectMeta *m, uint64_t off,
+                              size_t len) {
+  if (s->nbad == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 8;
+    obj_bad_block_t *v = realloc(s->bad, cap * sizeof *v);
+    if (!v) return OBJ_EIO;
+    s->bad = v;
+    s->cap = cap;
+  }
+  obj_bad_block_t *b = &s->bad[s->nbad];
+  b->bucket = strdup(m->bucket);
+  b->key = strdup(m->key);
+  b->version_id = strdup(m->version_id);
+  b->offset = off;
+  b->len = (uint32_t)len;
+  s->nbad++;
+  return b->bucket && b->key && b->version_id ? OBJ_OK : OBJ_EIO;
+}
+
+/* Reads every block of m as of snap; the bad ones go into s. */
+static obj_status_t scrub_version(obj_engine_t *e, const store_snap_t *snap,
+                                  const Gureum__ObjectMeta *m, obj_scrub_t *s) {
+  const uint8_t *ids;
+  const uint64_t *sizes;
+  size_t n;
+  if (obj_meta_extents(m, &ids, &sizes, &n) != 0) {
+    log_warn("obj", "bad_extents", "bucket=%s key=%s version=%s", m->bucket, m->key,
+             m->version_id);
+    return OBJ_OK; /* a bad record, not a bad block: nothing a block repair could fix */
+  }
+  uint64_t at = 0;
+  obj_status_t st = OBJ_OK;
+  for (size_t i = 0; st == OBJ_OK && i < n; at += sizes[i], i++) {
+    for (uint64_t blk = 0; st == OBJ_OK && blk < nblocks_of(sizes[i]); blk++) {
+      uint64_t left = sizes[i] - blk * OBJ_BLOCK_SIZE;
+      size_t len = left > OBJ_BLOCK_SIZE ? OBJ_BLOCK_SIZE : (size_t)left;
+      uint8_t *v = NULL;
+      st = obj_engine_block_get(e, snap, ids + OBJ_ID_LEN * i, blk, len, &v);
+      free(v);
+      if (st == OBJ_ECORRUPT) st = scrub_bad(s, m, at + blk * OBJ_BLOCK_SIZE, len);
+    }
+  }
+  return st;
+}
+
+/* Positions it after (bucket, key, vid); a vid no longer there restarts at its key. */
+static obj_status_t scrub_seek(store_iter_t *it, const char *bucket, const char *key,
+                               const char *vid) {
+  if (!*bucket) {
+    store_iter_seek_first(it);
+    return OBJ_OK;
+  }
+  obj_buf_t pre = {0};
+  key_versions(&pre, bucket, key);
+  if (pre.oom) return OBJ_EIO;
+  size_t vl = strlen(vid);
+  int found = 0;
+  for (store_iter_seek(it, pre.p, pre.n); *vid && store_iter_valid(it); store_iter_next(it)) {
+    size_t kl;
+    const uint8_t *k = store_iter_key(it, &kl);
+    if (!has_prefix(k, kl, &pre) || kl < pre.n + 8) break;
+    if (vid_is(k, kl, pre.n, vid, vl)) {
+      store_iter_next(it);
+      found = 1;
+      break;
+    }
+  }
+  if (*vid && !found) store_iter_seek(it, pre.p, pre.n);
+  free(pre.p);
+  return OBJ_OK;
+}
+
+static int scrub_cursor(obj_scrub_t *s, const uint8_t *b, size_t bl, const obj_mkey_t *mk) {
+  free(s->next_bucket);
+  free(s->next_key);
+  free(s->next_vid);
+  s->next_bucket = strndup((const char *)b, bl);
+  s->next_key = strndup((const char *)mk->key, mk->kl);
+  s->next_vid = strndup((const char *)mk->vid, mk->vl);
+  return s->next_bucket && s->next_key && s->next_vid ? 0 : -1;
+}
+
+obj_status_t obj_engine_scrub(obj_engine_t *e, const char *after_bucket, const char *after_key,
+                              const char *after_vid, uint32_t max_versions, obj_scrub_t *s) {
+  memset(s, 0, sizeof *s);
+  s->next_bucket = strdup(after_bucket);
+  s->next_key = strdup(after_key);
+  s->next_vid = strdup(after_vid);
+  if (!s->next_bucket || !s->next_key || !s->next_vid) return OBJ_EIO;
+  if (!max_versions) max_versions = 1; /* every step makes progress */
+  /* One snapshot for records and blocks: a version deleted meanwhile is not a missing block. */
+  const store_snap_t *snap = store_snapshot(e->store);
+  store_iter_t *it = store_iter_new(e->store, e->meta, snap);
+  obj_status_t st = scrub_seek(it, after_bucket, after_key, after_vid);
+  uint32_t verified = 0, looked = 0;
+  while (st == OBJ_OK && store_iter_valid(it) && verified < max_versions &&
+         looked < OBJ_SCRUB_SCAN) {
+    size_t kl, vl;
+    const uint8_t *k = store_iter_key(it, &kl);
+    const uint8_t *z = memchr(k, 0, kl);
+    obj_mkey_t mk;
+    looked++;
+    if (z && mkey_parse(k, kl, (size_t)(z - k), &mk) == 0) {
+      if (scrub_cursor(s, k, (size_t)(z - k), &mk) != 0) st = OBJ_EIO;
+      const void *v = store_iter_value(it, &vl);
+      Gureum__ObjectMeta *m = rec_unpack(v, vl, mk.ts);
+      if (m && !m->tombstone && !m->delete_marker && st == OBJ_OK) {
+        st = scrub_version(e, snap, m, s);
+        verified++;
+      }
+      if (m) gureum__object_meta__free_unpacked(m, NULL);
+    }
+    store_iter_next(it);
+  }
+  if (st == OBJ_OK && !store_iter_valid(it)) {
+    st = iter_status(it);
+    s->done = st == OBJ_OK;
+  }
+  store_iter_free(it);
+  store_snapshot_release(e->store, snap);
+  return st;
+}
+
+/* The extent and block of m at object offset `off`, which must be where a block starts. */
+static obj_status_t block_locate(const Gureum__ObjectMeta *m, uint64_t off, const uint8_t **id,
+                                 uint64_t *idx, size_t *len) {
+  const uint8_t *ids;
+  const uint64_t *sizes;
+  size_t n;
+  if (obj_meta_extents(m, &ids, &sizes, &n) != 0) return OBJ_ECORRUPT;
+  uint64_t at = 0;
+  for (size_t i = 0; i < n; at += sizes[i], i++) {
+    if (off < at || off - at >= sizes[i]) continue; /* empty extents hold no block */
+    uint64_t within = off - at, left = sizes[i] - within;
+    if (within % OBJ_BLOCK_SIZE) return OBJ_ERANGE;
+    *id = ids + OBJ_ID_LEN * i;
+    *idx = within / OBJ_BLOCK_SIZE;
+    *len = left > OBJ_BLOCK_SIZE ? OBJ_BLOCK_SIZE : (size_t)left;
+    return OBJ_OK;
+  }
+  return OBJ_ERANGE;
+}
+
+/* What a block fix-up does once its version and block are found, under the key's lock (so
+ * the version cannot be deleted and its blocks freed in between). */
+typedef obj_status_t (*obj_blockfix_fn)(obj_engine_t *e, const uint8_t *id, uint64_t idx,
+                                        size_t len, void *arg);
+
+static obj_status_t block_fix(obj_engine_t *e, const char *bucket, const char *key,
+                              const char *vid, uint64_t off, obj_blockfix_fn fn, void *arg) {
+  pthread_mutex_t *mu = stripe(e, bucket, key);
+  Gureum__ObjectMeta *m = NULL;
+  pthread_mutex_lock(mu);
+  obj_status_t st = find_version(e, NULL, bucket, key, vid && *vid ? vid : NULL, &m, NULL);
+  const uint8_t *id = NULL;
+  uint64_t idx = 0;
+  size_t len = 0;
+  if (st == OBJ_OK) st = block_locate(m, off, &id, &idx, &len);
+  if (st == OBJ_OK) st = fn(e, id, idx, len, arg);
+  pthread_mutex_unlock(mu);
+  if (m) gureum__object_meta__free_unpacked(m, NULL);
+  return st;
+}
+
+static obj_status_t block_write(obj_engine_t *e, const uint8_t *id, uint64_t idx,
+                                const void *val, size_t vl) {
+  uint8_t k[OBJ_BLOCK_KEY_LEN];
+  obj_block_key(k, id, idx);
+  char *err = NULL;
+  if (store_put(e->store, e->data, k, sizeof k, val, vl, -1, &err) == STORE_OK) return OBJ_OK;
+  log_error("obj", "block_write_failed", "err=\"%s\"", err ? err : "?");
+  free(err);
+  return OBJ_EIO;
+}
+
+typedef struct {
+  uint8_t *val;
+  size_t len;
+} obj_repair_t;
+
+static obj_status_t repair_fn(obj_engine_t *e, const uint8_t *id, uint64_t idx, size_t len,
+                              void *arg) {
+  obj_repair_t *r = arg;
+  if (r->len != len) return OBJ_ERANGE;
+  be32_put(r->val, obj_crc32c(0, r->val + 4, len));
+  return block_write(e, id, idx, r->val, len + 4);
+}
+
+obj_status_t obj_engine_block_repair(obj_engine_t *e, const char *bucket, const char *key,
+                                     const char *vid, uint64_t offset, uint8_t *val, size_t len) {
+  obj_repair_t r = {val, len};
+  obj_status_t st = block_fix(e, bucket, key, vid, offset, repair_fn, &r);
+  if (st == OBJ_OK)
+    log_info("obj", "block_repaired", "bucket=%s key=%s version=%s offset=%llu", bucket, key,
+             vid ? vid : "", (unsigned long long)offset);
+  return st;
+}
+
+static obj_status_t corrupt_fn(obj_engine_t *e, const uint8_t *id, uint64_t idx, size_t len,
+                               void *arg) {
+  (void)arg;
+  (void)len;
+  uint8_t k[OBJ_BLOCK_KEY_LEN];
+  obj_block_key(k, id, idx);
+  void *v = NULL;
+  size_t vl = 0;
+  int rc = store_get(e->store, e->data, NULL, k, sizeof k, &v, &vl, NULL);
+  if (rc == STORE_ERR) return OBJ_EIO;
+  if (rc == STORE_NOTFOUND || vl <= 4) {
+    free(v);
+    return OBJ_ECORRUPT; /* nothing left to flip */
+  }
+  ((uint8_t *)v)[4 + (vl - 4) / 2] ^= 0x01;
+  obj_status_t st = block_write(e, id, idx, v, vl);
+  free(v);
+  return st;
+}
+
+obj_status_t obj_engine_debug_corrupt(obj_engine_t *e, const char *bucket, const char *key,
+                                      const char *vid, uint64_t offset) {
+  log_warn("obj", "debug_corrupt", "bucket=%s key=%s version=%s offset=%llu", bucket, key,
+           vid ? vid : "", (unsigned long long)offset);
+  return block_fix(e, bucket, key, vid, offset, corrupt_fn, NULL);
 }

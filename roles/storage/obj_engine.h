@@ -13,7 +13,8 @@
 #define OBJ_LIST_MAX 1000
 
 /* Column families (tests look inside them too).
- *   obj_meta: bucket \0 key \0 be64(~ts_us) version_id -> ObjectMeta (newest version first)
+ *   obj_meta: bucket \0 key \0 be64(~ts_us) version_id -> ObjectMeta (newest version first;
+ *             ts_us in the record equals the key's; tombstones stay until obj_gc_tombstones)
  *   obj_data: data_id be64(block index)                 -> be32(crc32c) block bytes
  *   obj_mpu:  'U' bucket \0 key \0 upload_id            -> MultipartUpload
  *             'P' upload_id be32(part number)           -> UploadPart */
@@ -54,15 +55,24 @@ obj_status_t obj_engine_block_get(obj_engine_t *e, const store_snap_t *snap, con
 obj_status_t obj_engine_blocks_delete(obj_engine_t *e, const uint8_t *id, uint64_t nblocks);
 
 /* ---- versions ---- */
-/* vid NULL = the latest. Sets is_latest; a delete marker gives OBJ_EDELETED with *out set. */
+/* vid NULL = the latest non-tombstone version. Sets is_latest; a delete marker gives
+ * OBJ_EDELETED with *out set; a tombstoned vid is OBJ_ENOVERSION. */
 obj_status_t obj_engine_head(obj_engine_t *e, const store_snap_t *snap, const char *bucket,
                              const char *key, const char *vid, Gureum__ObjectMeta **out);
 /* Inserts `m` (data already on disk) as the newest version: a new version id when versioned,
- * else "null", replacing and freeing any previous "null" version. Also makes delete markers. */
+ * else "null", replacing and freeing any previous "null" version. Also makes delete markers.
+ * m->ts_us != 0 with a version id: that identity, merged by obj.h's replication rules (the
+ * blocks of a newcomer that loses are freed here). */
 obj_status_t obj_engine_put(obj_engine_t *e, const Gureum__ObjectMeta *m, int versioned,
                             const obj_cond_t *cond, Gureum__ObjectMeta **out);
 obj_status_t obj_engine_delete(obj_engine_t *e, const char *bucket, const char *key,
-                               const char *vid, const char *versioning, Gureum__ObjectMeta **out);
+                               const char *vid, const char *versioning, const obj_ident_t *ident,
+                               Gureum__ObjectMeta **out);
+/* obj_apply_record: a delete marker or tombstone with its own identity. */
+obj_status_t obj_engine_apply(obj_engine_t *e, const Gureum__ObjectMeta *rec,
+                              Gureum__ObjectMeta **out);
+obj_status_t obj_engine_gc_tombstones(obj_engine_t *e, uint64_t older_than_ms,
+                                      uint64_t *removed);
 obj_status_t obj_engine_set_tags(obj_engine_t *e, const char *bucket, const char *key,
                                  const char *vid, Gureum__KeyValue **tags, size_t n,
                                  Gureum__ObjectMeta **out);
@@ -76,6 +86,7 @@ void obj_list_clear(obj_list_t *l);
 int obj_engine_bucket_is_empty(obj_engine_t *e, const char *bucket); /* 1, 0, or -1 on error */
 
 /* ---- multipart ---- */
+/* m->version_id non-empty: the upload id to use (see obj_mpu_create). */
 obj_status_t obj_engine_mpu_create(obj_engine_t *e, const Gureum__ObjectMeta *m,
                                    char upload_id[OBJ_UID_LEN + 1]);
 /* Records a part whose blocks are written, freeing the part it replaces. On OBJ_ENOUPLOAD the
@@ -85,7 +96,7 @@ obj_status_t obj_engine_mpu_put_part(obj_engine_t *e, const char *bucket, const 
 obj_status_t obj_engine_mpu_complete(obj_engine_t *e, const char *bucket, const char *key,
                                      const char *upload_id, const obj_part_ref_t *parts, size_t n,
                                      int versioned, const obj_cond_t *cond,
-                                     Gureum__ObjectMeta **out);
+                                     const obj_ident_t *ident, Gureum__ObjectMeta **out);
 obj_status_t obj_engine_mpu_abort(obj_engine_t *e, const char *bucket, const char *key,
                                   const char *upload_id);
 obj_status_t obj_engine_mpu_list_parts(obj_engine_t *e, const char *bucket, const char *key,
@@ -95,5 +106,29 @@ obj_status_t obj_engine_mpu_list_uploads(obj_engine_t *e, const char *bucket, co
                                          const char *key_marker, const char *upload_marker,
                                          uint32_t max, Gureum__MultipartUpload ***out, size_t *n,
                                          int *truncated);
+
+/* ---- repair ---- */
+obj_status_t obj_engine_digests(obj_engine_t *e, obj_digests_t *d);
+/* *recs (n of them) belongs to the caller: obj_records_free. */
+obj_status_t obj_engine_partition_records(obj_engine_t *e, uint32_t partition,
+                                          Gureum__ObjectMeta ***recs, size_t *n);
+void obj_records_free(Gureum__ObjectMeta **recs, size_t n);
+obj_status_t obj_engine_partition_drop(obj_engine_t *e, uint32_t partition);
+
+/* What one obj_scrub step found, and where the next one starts; obj_scrub_clear frees it. */
+typedef struct obj_scrub_s {
+  obj_bad_block_t *bad;
+  size_t nbad, cap;
+  char *next_bucket, *next_key, *next_vid;
+  int done;
+} obj_scrub_t;
+obj_status_t obj_engine_scrub(obj_engine_t *e, const char *after_bucket, const char *after_key,
+                              const char *after_vid, uint32_t max_versions, obj_scrub_t *out);
+void obj_scrub_clear(obj_scrub_t *s);
+/* `val` holds 4 spare bytes and then `len` data bytes, as for obj_engine_block_put. */
+obj_status_t obj_engine_block_repair(obj_engine_t *e, const char *bucket, const char *key,
+                                     const char *vid, uint64_t offset, uint8_t *val, size_t len);
+obj_status_t obj_engine_debug_corrupt(obj_engine_t *e, const char *bucket, const char *key,
+                                      const char *vid, uint64_t offset);
 
 #endif

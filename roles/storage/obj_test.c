@@ -426,7 +426,7 @@ static obj_status_t mpu_complete(fix_t *f, const char *bucket, const char *key, 
                                  const obj_part_ref_t *parts, size_t n, int versioned,
                                  Gureum__ObjectMeta **meta) {
   res_t r = {0};
-  obj_mpu_complete(f->o, bucket, key, id, parts, n, versioned, NULL, on_meta, &r);
+  obj_mpu_complete(f->o, bucket, key, id, parts, n, versioned, NULL, NULL, on_meta, &r);
   return res_wait(f, &r, meta);
 }
 
@@ -510,6 +510,204 @@ static int bucket_empty(fix_t *f, const char *bucket) {
   assert_int_equal(e.done, 0);
   run_until(f, &e.done);
   return e.empty;
+}
+
+/* ---- replication wrappers ---- */
+
+static Gureum__ObjectMeta *put_id(fix_t *f, const char *bucket, const char *key, const void *p,
+                                  size_t len, const char *vid, uint64_t ts) {
+  Gureum__ObjectMeta m = GUREUM__OBJECT_META__INIT;
+  m.bucket = (char *)bucket;
+  m.key = (char *)key;
+  m.version_id = (char *)vid;
+  m.ts_us = ts;
+  /* versioned says nothing once the identity is fixed: the id decides. */
+  obj_writer_t *w = obj_put_begin(f->o, &m, strcmp(vid, "null") == 0);
+  assert_non_null(w);
+  assert_int_equal(write_all(f, w, p, len, BS), OBJ_OK);
+  res_t r = {0};
+  obj_put_commit(w, on_meta, &r);
+  Gureum__ObjectMeta *out = NULL;
+  assert_int_equal(res_wait(f, &r, &out), OBJ_OK);
+  assert_non_null(out);
+  return out;
+}
+
+static obj_status_t del_at(fix_t *f, const char *bucket, const char *key, const char *vid,
+                           const char *versioning, const char *ivid, uint64_t its,
+                           Gureum__ObjectMeta **meta) {
+  obj_ident_t id = {ivid, its};
+  res_t r = {0};
+  obj_delete_at(f->o, bucket, key, vid, versioning, its ? &id : NULL, on_meta, &r);
+  return res_wait(f, &r, meta);
+}
+
+static obj_status_t apply(fix_t *f, const char *bucket, const char *key, const char *vid,
+                          uint64_t ts, int marker, int tomb, Gureum__ObjectMeta **meta) {
+  Gureum__ObjectMeta m = GUREUM__OBJECT_META__INIT;
+  m.bucket = (char *)bucket;
+  m.key = (char *)key;
+  m.version_id = (char *)vid;
+  m.ts_us = ts;
+  m.delete_marker = marker;
+  m.tombstone = tomb;
+  res_t r = {0};
+  obj_apply_record(f->o, &m, on_meta, &r);
+  return res_wait(f, &r, meta);
+}
+
+/* The stored record of one version, tombstones included, straight from obj_meta. */
+static Gureum__ObjectMeta *raw_record(fix_t *f, const char *bucket, const char *key,
+                                      const char *vid) {
+  store_cf_t *cf = store_cf(f->s, OBJ_CF_META, NULL);
+  store_iter_t *it = store_iter_new(f->s, cf, NULL);
+  size_t bl = strlen(bucket), kl = strlen(key), vl = strlen(vid), pn = bl + kl + 2;
+  Gureum__ObjectMeta *out = NULL;
+  for (store_iter_seek_first(it); store_iter_valid(it) && !out; store_iter_next(it)) {
+    size_t n, len;
+    const uint8_t *k = store_iter_key(it, &n);
+    if (n != pn + 8 + vl || memcmp(k, bucket, bl + 1) != 0 || memcmp(k + bl + 1, key, kl + 1) ||
+        memcmp(k + pn + 8, vid, vl) != 0)
+      continue;
+    const void *v = store_iter_value(it, &len);
+    out = gureum__object_meta__unpack(NULL, len, v);
+    uint64_t ts = 0;
+    for (int i = 0; i < 8; i++) ts = ts << 8 | k[pn + i];
+    assert_int_equal(out->ts_us, ~ts); /* the record carries the key's timestamp */
+  }
+  store_iter_free(it);
+  return out;
+}
+
+typedef struct {
+  int done;
+  obj_status_t st;
+  obj_digests_t d;
+  uint64_t removed;
+  char s[4096];
+  size_t n;
+} rep_t;
+
+static void on_digests(void *arg, obj_status_t st, const obj_digests_t *d) {
+  rep_t *r = arg;
+  r->done++;
+  r->st = st;
+  if (d) r->d = *d;
+}
+
+static void digests(fix_t *f, obj_digests_t *out) {
+  rep_t r = {0};
+  obj_digests(f->o, on_digests, &r);
+  assert_int_equal(r.done, 0);
+  run_until(f, &r.done);
+  assert_int_equal(r.st, OBJ_OK);
+  *out = r.d;
+}
+
+/* Records rendered as "key@vid:ts" plus "~" for a marker, "x" for a tombstone, "*" latest. */
+static void on_records(void *arg, obj_status_t st, Gureum__ObjectMeta **recs, size_t n) {
+  rep_t *r = arg;
+  r->done++;
+  r->st = st;
+  r->n = n;
+  size_t at = 0;
+  r->s[0] = 0;
+  for (size_t i = 0; i < n; i++)
+    at += (size_t)snprintf(r->s + at, sizeof r->s - at, "%s%s@%s:%llu%s%s%s", at ? " " : "",
+                           recs[i]->key, recs[i]->version_id, (unsigned long long)recs[i]->ts_us,
+                           recs[i]->delete_marker ? "~" : "", recs[i]->tombstone ? "x" : "",
+                           recs[i]->is_latest ? "*" : "");
+}
+
+static void partition_records(fix_t *f, uint32_t p, rep_t *r) {
+  memset(r, 0, sizeof *r);
+  obj_partition_records(f->o, p, on_records, r);
+  assert_int_equal(r->done, 0);
+  run_until(f, &r->done);
+  assert_int_equal(r->st, OBJ_OK);
+}
+
+static obj_status_t partition_drop(fix_t *f, uint32_t p) {
+  done_t d = {0};
+  obj_partition_drop(f->o, p, on_done, &d);
+  assert_int_equal(d.done, 0);
+  run_until(f, &d.done);
+  return d.st;
+}
+
+static void on_gc(void *arg, obj_status_t st, uint64_t removed) {
+  rep_t *r = arg;
+  r->done++;
+  r->st = st;
+  r->removed = removed;
+}
+
+static uint64_t gc_tombstones(fix_t *f, uint64_t older_than_ms) {
+  rep_t r = {0};
+  obj_gc_tombstones(f->o, older_than_ms, on_gc, &r);
+  assert_int_equal(r.done, 0);
+  run_until(f, &r.done);
+  assert_int_equal(r.st, OBJ_OK);
+  return r.removed;
+}
+
+typedef struct {
+  int done, end;
+  obj_status_t st;
+  size_t nbad;
+  char bad[16][160]; /* "key@vid+offset/len" */
+  char nb[64], nk[64], nv[64];
+} scrub_res_t;
+
+static void on_scrub(void *arg, obj_status_t st, const obj_bad_block_t *bad, size_t nbad,
+                     const char *nb, const char *nk, const char *nv, int done) {
+  scrub_res_t *r = arg;
+  r->done++;
+  r->st = st;
+  r->end = done;
+  for (size_t i = 0; i < nbad && r->nbad < 16; i++, r->nbad++)
+    snprintf(r->bad[r->nbad], sizeof r->bad[r->nbad], "%s/%s@%s+%llu/%u", bad[i].bucket,
+             bad[i].key, bad[i].version_id, (unsigned long long)bad[i].offset, bad[i].len);
+  snprintf(r->nb, sizeof r->nb, "%s", nb);
+  snprintf(r->nk, sizeof r->nk, "%s", nk);
+  snprintf(r->nv, sizeof r->nv, "%s", nv);
+}
+
+/* The whole store, max versions a step; returns the steps taken. Bad blocks add up in *r. */
+static int scrub_all(fix_t *f, uint32_t max, scrub_res_t *r) {
+  memset(r, 0, sizeof *r);
+  int steps = 0;
+  do {
+    char b[64], k[64], v[64];
+    snprintf(b, sizeof b, "%s", r->nb);
+    snprintf(k, sizeof k, "%s", r->nk);
+    snprintf(v, sizeof v, "%s", r->nv);
+    r->done = 0;
+    obj_scrub(f->o, b, k, v, max, on_scrub, r);
+    assert_int_equal(r->done, 0);
+    run_until(f, &r->done);
+    assert_int_equal(r->st, OBJ_OK);
+    assert_true(++steps < 100);
+  } while (!r->end);
+  return steps;
+}
+
+static obj_status_t block_repair(fix_t *f, const char *bucket, const char *key, const char *vid,
+                                 uint64_t off, const void *data, size_t len) {
+  done_t d = {0};
+  obj_block_repair(f->o, bucket, key, vid, off, data, len, on_done, &d);
+  assert_int_equal(d.done, 0);
+  run_until(f, &d.done);
+  return d.st;
+}
+
+static obj_status_t debug_corrupt(fix_t *f, const char *bucket, const char *key, const char *vid,
+                                  uint64_t off) {
+  done_t d = {0};
+  obj_debug_corrupt(f->o, bucket, key, vid, off, on_done, &d);
+  assert_int_equal(d.done, 0);
+  run_until(f, &d.done);
+  return d.st;
 }
 
 /* ---- tests ---- */
@@ -791,7 +989,8 @@ static void test_delete_unversioned(void **state) {
   meta_free(rm);
   assert_int_equal(head(f, "bkt", "u", NULL, NULL), OBJ_ENOENT);
   assert_int_equal(count_keys(f, OBJ_CF_DATA), 0);
-  assert_int_equal(count_keys(f, OBJ_CF_META), 0);
+  /* What is left is the null tombstone that keeps replicas from bringing it back. */
+  assert_int_equal(count_keys(f, OBJ_CF_META), 1);
   /* Deleting what is not there succeeds (S3 answers 204), with or without versioning NULL. */
   assert_int_equal(del(f, "bkt", "u", NULL, NULL, &rm), OBJ_OK);
   assert_false(rm->delete_marker);
@@ -1653,6 +1852,580 @@ static void test_mpu_empty_last_part(void **state) {
   free(p5);
 }
 
+/* ---- replication ---- */
+
+/* Versions with a coordinator's identity are stored exactly as told, in timestamp order
+ * whatever the arrival order. */
+static void test_fixed_identity_put(void **state) {
+  fix_t *f = *state;
+  Gureum__ObjectMeta *b = put_id(f, "bkt", "k", "newer", 5, "vid-b", 2000000);
+  assert_string_equal(b->version_id, "vid-b");
+  assert_int_equal(b->ts_us, 2000000);
+  assert_int_equal(b->mtime_ms, 2000);
+  assert_true(b->is_latest);
+  meta_free(b);
+  Gureum__ObjectMeta *a = put_id(f, "bkt", "k", "older", 5, "vid-a", 1000000);
+  assert_string_equal(a->version_id, "vid-a");
+  assert_false(a->is_latest); /* arrived last, but older */
+  meta_free(a);
+  Gureum__ObjectMeta *h = NULL;
+  assert_int_equal(head(f, "bkt", "k", NULL, &h), OBJ_OK);
+  assert_string_equal(h->version_id, "vid-b");
+  assert_int_equal(h->ts_us, 2000000);
+  meta_free(h);
+  check_content(f, "bkt", "k", NULL, (const uint8_t *)"newer", 5);
+  check_content(f, "bkt", "k", "vid-a", (const uint8_t *)"older", 5);
+  ls_t l;
+  vlist(f, &l, "bkt", NULL, NULL, NULL, NULL, 0);
+  assert_string_equal(l.s, "k@vid-b* k@vid-a");
+  /* "null" with a timestamp is the null version, whatever versioned says. */
+  Gureum__ObjectMeta *n = put_id(f, "bkt", "k", "plain", 5, "null", 1500000);
+  assert_string_equal(n->version_id, "null");
+  meta_free(n);
+  vlist(f, &l, "bkt", NULL, NULL, NULL, NULL, 0);
+  assert_string_equal(l.s, "k@vid-b* k@null k@vid-a");
+  /* Local writes (no timestamp) still become the newest version. */
+  put_str(f, "bkt", "k", "local", 1);
+  check_content(f, "bkt", "k", NULL, (const uint8_t *)"local", 5);
+}
+
+/* The same version twice (a coordinator's retry): the first stays, the second's blocks go. */
+static void test_fixed_identity_idempotent(void **state) {
+  fix_t *f = *state;
+  uint8_t *one = rand_bytes(BS + 10, 1), *two = rand_bytes(2 * BS + 10, 2);
+  Gureum__ObjectMeta *m1 = put_id(f, "bkt", "k", one, BS + 10, "v1", 1000000);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 2);
+  Gureum__ObjectMeta *m2 = put_id(f, "bkt", "k", two, 2 * BS + 10, "v1", 1000001);
+  assert_string_equal(m2->etag, m1->etag); /* what is stored, not the newcomer */
+  assert_int_equal(m2->ts_us, 1000000);
+  assert_true(m2->is_latest);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 2);
+  assert_int_equal(count_keys(f, OBJ_CF_META), 1);
+  check_content(f, "bkt", "k", "v1", one, BS + 10);
+  /* A retry is not refused by a condition that the first write made false. */
+  Gureum__ObjectMeta m = GUREUM__OBJECT_META__INIT;
+  m.bucket = "bkt";
+  m.key = "k";
+  m.version_id = "v1";
+  m.ts_us = 1000000;
+  obj_cond_t none = {NULL, "*"};
+  obj_writer_t *w = obj_put_begin(f->o, &m, 1);
+  assert_int_equal(write_all(f, w, (const uint8_t *)"x", 1, 1), OBJ_OK);
+  obj_writer_set_cond(w, &none);
+  res_t r = {0};
+  obj_put_commit(w, on_meta, &r);
+  assert_int_equal(res_wait(f, &r, NULL), OBJ_OK);
+  /* ...but a new version is. */
+  m.version_id = "v2";
+  w = obj_put_begin(f->o, &m, 1);
+  assert_int_equal(write_all(f, w, (const uint8_t *)"x", 1, 1), OBJ_OK);
+  obj_writer_set_cond(w, &none);
+  memset(&r, 0, sizeof r);
+  obj_put_commit(w, on_meta, &r);
+  assert_int_equal(res_wait(f, &r, NULL), OBJ_EPRECOND);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 2);
+  meta_free(m1);
+  meta_free(m2);
+  free(one);
+  free(two);
+}
+
+/* "null": the later timestamp wins in either arrival order; the loser's blocks go. */
+static void test_null_lww(void **state) {
+  fix_t *f = *state;
+  uint8_t *big = rand_bytes(3 * BS, 3);
+  /* Newer first: the older newcomer is dropped, yet reported OK as itself. */
+  meta_free(put_id(f, "bkt", "a", "new", 3, "null", 2000));
+  Gureum__ObjectMeta *m = put_id(f, "bkt", "a", big, 3 * BS, "null", 1000);
+  assert_int_equal(m->ts_us, 1000);
+  assert_false(m->is_latest);
+  meta_free(m);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 1);
+  check_content(f, "bkt", "a", NULL, (const uint8_t *)"new", 3);
+  /* Older first: replaced, its blocks freed. */
+  meta_free(put_id(f, "bkt", "b", big, 3 * BS, "null", 1000));
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 4);
+  meta_free(put_id(f, "bkt", "b", "new", 3, "null", 2000));
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 2);
+  check_content(f, "bkt", "b", NULL, (const uint8_t *)"new", 3);
+  assert_int_equal(count_keys(f, OBJ_CF_META), 2);
+  /* Equal timestamps: the one stored stays. */
+  meta_free(put_id(f, "bkt", "b", "dup", 3, "null", 2000));
+  check_content(f, "bkt", "b", NULL, (const uint8_t *)"new", 3);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 2);
+  /* A null tombstone at the same ts beats the live record; a live one then does not. */
+  assert_int_equal(apply(f, "bkt", "b", "null", 2000, 0, 1, NULL), OBJ_OK);
+  assert_int_equal(head(f, "bkt", "b", NULL, NULL), OBJ_ENOENT);
+  meta_free(put_id(f, "bkt", "b", "late", 4, "null", 2000));
+  assert_int_equal(head(f, "bkt", "b", NULL, NULL), OBJ_ENOENT);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 1);
+  meta_free(put_id(f, "bkt", "b", "later", 5, "null", 2001));
+  check_content(f, "bkt", "b", NULL, (const uint8_t *)"later", 5);
+  free(big);
+}
+
+/* A tombstone beats the live version of its id, whichever arrives first. */
+static void test_tombstone_wins(void **state) {
+  fix_t *f = *state;
+  uint8_t *data = rand_bytes(2 * BS, 4);
+  /* Live first. */
+  meta_free(put_id(f, "bkt", "t1", data, 2 * BS, "a", 100));
+  Gureum__ObjectMeta *m = NULL;
+  assert_int_equal(apply(f, "bkt", "t1", "a", 0, 0, 1, &m), OBJ_OK);
+  assert_true(m->tombstone);
+  assert_int_equal(m->ts_us, 100); /* the killed version's ts */
+  assert_int_equal(m->size, 0);
+  meta_free(m);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 0);
+  assert_int_equal(head(f, "bkt", "t1", "a", NULL), OBJ_ENOVERSION);
+  assert_int_equal(head(f, "bkt", "t1", NULL, NULL), OBJ_ENOENT);
+  assert_int_equal(get(f, "bkt", "t1", "a", NULL, NULL), OBJ_ENOVERSION);
+  /* Tombstone of a version this replica never saw, then the version: it stays deleted. */
+  assert_int_equal(del_at(f, "bkt", "t2", "a", "Enabled", NULL, 0, &m), OBJ_OK);
+  assert_string_equal(m->version_id, "a");
+  assert_false(m->tombstone); /* the names asked for: nothing live was there */
+  meta_free(m);
+  Gureum__ObjectMeta *raw = raw_record(f, "bkt", "t2", "a");
+  assert_non_null(raw);
+  assert_true(raw->tombstone);
+  assert_int_equal(raw->ts_us, 0);
+  meta_free(raw);
+  m = put_id(f, "bkt", "t2", data, 2 * BS, "a", 100);
+  assert_true(m->tombstone); /* what survived */
+  assert_int_equal(m->ts_us, 100);
+  meta_free(m);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 0);
+  assert_int_equal(head(f, "bkt", "t2", NULL, NULL), OBJ_ENOENT);
+  raw = raw_record(f, "bkt", "t2", "a");
+  assert_true(raw->tombstone);
+  assert_int_equal(raw->ts_us, 100); /* now it knows the version's ts */
+  meta_free(raw);
+  assert_int_equal(count_keys(f, OBJ_CF_META), 2);
+  /* A local delete of one version: a tombstone at its ts; what it was is reported. */
+  meta_free(put_id(f, "bkt", "t3", "old", 3, "o", 100));
+  meta_free(put_id(f, "bkt", "t3", "new", 3, "n", 200));
+  assert_int_equal(del(f, "bkt", "t3", "n", "Enabled", &m), OBJ_OK);
+  assert_string_equal(m->version_id, "n");
+  assert_false(m->tombstone);
+  meta_free(m);
+  raw = raw_record(f, "bkt", "t3", "n");
+  assert_true(raw->tombstone);
+  assert_int_equal(raw->ts_us, 200);
+  assert_true(raw->mtime_ms > 1000000000000ull); /* local wall clock, for the GC */
+  meta_free(raw);
+  check_content(f, "bkt", "t3", NULL, (const uint8_t *)"old", 3);
+  assert_int_equal(head(f, "bkt", "t3", "o", &m), OBJ_OK);
+  assert_true(m->is_latest);
+  meta_free(m);
+  ls_t l;
+  vlist(f, &l, "bkt", NULL, NULL, NULL, NULL, 0);
+  assert_string_equal(l.s, "t3@o*");
+  free(data);
+}
+
+/* delete_at: markers and null tombstones get the coordinator's identity. */
+static void test_delete_at(void **state) {
+  fix_t *f = *state;
+  meta_free(put_id(f, "bkt", "k", "v", 1, "v1", 1000));
+  Gureum__ObjectMeta *m = NULL;
+  assert_int_equal(del_at(f, "bkt", "k", NULL, "Enabled", "dm-1", 5000, &m), OBJ_OK);
+  assert_true(m->delete_marker);
+  assert_string_equal(m->version_id, "dm-1");
+  assert_int_equal(m->ts_us, 5000);
+  assert_true(m->is_latest);
+  meta_free(m);
+  assert_int_equal(head(f, "bkt", "k", NULL, &m), OBJ_EDELETED);
+  assert_string_equal(m->version_id, "dm-1");
+  meta_free(m);
+  /* The same delete again changes nothing. */
+  assert_int_equal(del_at(f, "bkt", "k", NULL, "Enabled", "dm-1", 5000, NULL), OBJ_OK);
+  assert_int_equal(count_keys(f, OBJ_CF_META), 2);
+  /* Suspended: a null marker at the given ts. */
+  assert_int_equal(del_at(f, "bkt", "s", NULL, "Suspended", "ignored", 6000, &m), OBJ_OK);
+  assert_true(m->delete_marker);
+  assert_string_equal(m->version_id, "null");
+  assert_int_equal(m->ts_us, 6000);
+  meta_free(m);
+  /* Never versioned: a null tombstone at the given ts; an older put stays dropped. */
+  meta_free(put_id(f, "bkt", "u", "v", 1, "null", 4000));
+  assert_int_equal(del_at(f, "bkt", "u", NULL, "", NULL, 7000, &m), OBJ_OK);
+  assert_string_equal(m->version_id, "null"); /* what it replaced */
+  assert_int_equal(m->ts_us, 4000);
+  meta_free(m);
+  meta_free(put_id(f, "bkt", "u", "late", 4, "null", 6500));
+  assert_int_equal(head(f, "bkt", "u", NULL, NULL), OBJ_ENOENT);
+  Gureum__ObjectMeta *raw = raw_record(f, "bkt", "u", "null");
+  assert_true(raw->tombstone);
+  assert_int_equal(raw->ts_us, 7000);
+  meta_free(raw);
+  meta_free(put_id(f, "bkt", "u", "newer", 5, "null", 8000));
+  check_content(f, "bkt", "u", NULL, (const uint8_t *)"newer", 5);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 2);
+}
+
+/* An unversioned delete leaves a null tombstone nobody reading can see; a later put shows. */
+static void test_unversioned_delete_tombstone(void **state) {
+  fix_t *f = *state;
+  put_str(f, "bkt", "x", "data", 0);
+  Gureum__ObjectMeta *m = NULL;
+  assert_int_equal(del(f, "bkt", "x", NULL, "", &m), OBJ_OK);
+  meta_free(m);
+  Gureum__ObjectMeta *raw = raw_record(f, "bkt", "x", "null");
+  assert_non_null(raw);
+  assert_true(raw->tombstone);
+  meta_free(raw);
+  assert_int_equal(head(f, "bkt", "x", NULL, NULL), OBJ_ENOENT);
+  assert_int_equal(head(f, "bkt", "x", "null", NULL), OBJ_ENOVERSION);
+  ls_t l;
+  list(f, &l, "bkt", NULL, NULL, NULL, 0);
+  assert_string_equal(l.s, "");
+  list(f, &l, "bkt", NULL, "/", NULL, 0);
+  assert_string_equal(l.s, "");
+  vlist(f, &l, "bkt", NULL, NULL, NULL, NULL, 0);
+  assert_string_equal(l.s, "");
+  assert_int_equal(bucket_empty(f, "bkt"), 1);
+  /* Tombstoned keys under a prefix do not make a common prefix in either listing. */
+  put_str(f, "bkt", "d/y", "data", 0);
+  assert_int_equal(del(f, "bkt", "d/y", NULL, "", NULL), OBJ_OK);
+  put_str(f, "bkt", "z", "z", 0);
+  list(f, &l, "bkt", NULL, "/", NULL, 0);
+  assert_string_equal(l.s, "z");
+  vlist(f, &l, "bkt", NULL, "/", NULL, NULL, 0);
+  assert_string_equal(l.s, "z@null*");
+  /* A conditional put sees no current object. */
+  assert_int_equal(put_cond(f, "x", "again", NULL, "*"), OBJ_OK);
+  check_content(f, "bkt", "x", NULL, (const uint8_t *)"again", 5);
+  list(f, &l, "bkt", NULL, NULL, NULL, 0);
+  assert_string_equal(l.s, "x z");
+}
+
+/* apply_record: delete markers with their own identity, and what it refuses. */
+static void test_apply_record_markers(void **state) {
+  fix_t *f = *state;
+  meta_free(put_id(f, "bkt", "k", "v", 1, "v1", 2000));
+  Gureum__ObjectMeta *m = NULL;
+  assert_int_equal(apply(f, "bkt", "k", "m-old", 1000, 1, 0, &m), OBJ_OK);
+  assert_true(m->delete_marker);
+  assert_false(m->is_latest);
+  assert_int_equal(m->mtime_ms, 1);
+  meta_free(m);
+  check_content(f, "bkt", "k", NULL, (const uint8_t *)"v", 1);
+  assert_int_equal(apply(f, "bkt", "k", "m-new", 3000, 1, 0, &m), OBJ_OK);
+  assert_true(m->is_latest);
+  meta_free(m);
+  assert_int_equal(head(f, "bkt", "k", NULL, NULL), OBJ_EDELETED);
+  assert_int_equal(apply(f, "bkt", "k", "m-new", 3000, 1, 0, NULL), OBJ_OK); /* again */
+  ls_t l;
+  vlist(f, &l, "bkt", NULL, NULL, NULL, NULL, 0);
+  assert_string_equal(l.s, "k@m-new*~ k@v1 k@m-old~");
+  /* A tombstone for the newest marker brings the object back. */
+  assert_int_equal(apply(f, "bkt", "k", "m-new", 0, 1, 1, &m), OBJ_OK);
+  assert_true(m->tombstone);
+  assert_int_equal(m->ts_us, 3000);
+  meta_free(m);
+  check_content(f, "bkt", "k", NULL, (const uint8_t *)"v", 1);
+  /* Null markers follow last-writer-wins. */
+  assert_int_equal(apply(f, "bkt", "n", "null", 500, 1, 0, NULL), OBJ_OK);
+  meta_free(put_id(f, "bkt", "n", "v", 1, "null", 400));
+  assert_int_equal(head(f, "bkt", "n", NULL, NULL), OBJ_EDELETED);
+  /* Live records, markers without a ts, and unnamed records are not for apply. */
+  assert_int_equal(apply(f, "bkt", "k", "live", 4000, 0, 0, NULL), OBJ_EIO);
+  assert_int_equal(apply(f, "bkt", "k", "m", 0, 1, 0, NULL), OBJ_EIO);
+  assert_int_equal(apply(f, "bkt", "k", "", 4000, 1, 0, NULL), OBJ_EIO);
+  assert_int_equal(apply(f, "bkt", "", "m", 4000, 1, 0, NULL), OBJ_EIO);
+}
+
+static obj_status_t mpu_create_id(fix_t *f, const char *bucket, const char *key, const char *id,
+                                  char out[64]) {
+  Gureum__ObjectMeta m = GUREUM__OBJECT_META__INIT;
+  m.bucket = (char *)bucket;
+  m.key = (char *)key;
+  m.version_id = (char *)id;
+  m.content_type = "text/plain";
+  up_t u = {0};
+  obj_mpu_create(f->o, &m, on_upload, &u);
+  assert_int_equal(u.done, 0);
+  run_until(f, &u.done);
+  if (out) memcpy(out, u.id, 64);
+  return u.st;
+}
+
+static obj_status_t mpu_complete_at(fix_t *f, const char *key, const char *id,
+                                    const obj_part_ref_t *parts, size_t n, const char *vid,
+                                    uint64_t ts, Gureum__ObjectMeta **meta) {
+  obj_ident_t ident = {vid, ts};
+  res_t r = {0};
+  obj_mpu_complete(f->o, "bkt", key, id, parts, n, 0, NULL, &ident, on_meta, &r);
+  return res_wait(f, &r, meta);
+}
+
+/* Upload ids and completed versions chosen by the coordinator. */
+static void test_mpu_fixed_identity(void **state) {
+  fix_t *f = *state;
+  const char *id = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+  char got[64], e1[64], e2[64];
+  assert_int_equal(mpu_create_id(f, "bkt", "mp", id, got), OBJ_OK);
+  assert_string_equal(got, id);
+  assert_int_equal(mpu_create_id(f, "bkt", "mp", id, got), OBJ_OK); /* a retry */
+  pl_t pl;
+  list_uploads(f, &pl, "bkt", NULL, NULL, NULL, 0);
+  assert_int_equal(pl.n, 1);
+  assert_string_equal(pl.ids[0], id);
+  assert_int_equal(mpu_create_id(f, "bkt", "mp", "short", NULL), OBJ_EIO);
+  assert_int_equal(mpu_create_id(f, "bkt", "mp", "ABCDEFGHIJKLMNOPQRSTUVWXYZ01234/", NULL),
+                   OBJ_EIO);
+  uint8_t *p5 = rand_bytes(5 * MIB, 5);
+  assert_int_equal(put_part(f, "bkt", "mp", id, 1, p5, 5 * MIB, e1), OBJ_OK);
+  assert_int_equal(put_part(f, "bkt", "mp", id, 2, (const uint8_t *)"tail", 4, e2), OBJ_OK);
+  obj_part_ref_t refs[2] = {{1, e1}, {2, e2}};
+  Gureum__ObjectMeta *m = NULL;
+  assert_int_equal(mpu_complete_at(f, "mp", id, refs, 2, "ver-1", 9000, &m), OBJ_OK);
+  assert_string_equal(m->version_id, "ver-1");
+  assert_int_equal(m->ts_us, 9000);
+  assert_int_equal(m->size, 5 * MIB + 4);
+  assert_string_equal(m->content_type, "text/plain");
+  char etag[64];
+  snprintf(etag, sizeof etag, "%s", m->etag);
+  meta_free(m);
+  /* Completing again once the upload is gone: the version it made. */
+  assert_int_equal(mpu_complete_at(f, "mp", id, refs, 2, "ver-1", 9000, &m), OBJ_OK);
+  assert_string_equal(m->etag, etag);
+  meta_free(m);
+  assert_int_equal(mpu_complete_at(f, "mp", id, refs, 2, "ver-2", 9000, NULL), OBJ_ENOUPLOAD);
+  assert_int_equal(count_keys(f, OBJ_CF_MPU), 0);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 6);
+  uint8_t *all = malloc(5 * MIB + 4);
+  memcpy(all, p5, 5 * MIB);
+  memcpy(all + 5 * MIB, "tail", 4);
+  check_content(f, "bkt", "mp", "ver-1", all, 5 * MIB + 4);
+  /* A null complete older than the null version here is dropped with its parts' blocks. */
+  meta_free(put_id(f, "bkt", "mp2", "newer", 5, "null", 5000));
+  assert_int_equal(mpu_create_id(f, "bkt", "mp2", "ABCDEFGHIJKLMNOPQRSTUVWXYZ000000", got),
+                   OBJ_OK);
+  assert_int_equal(put_part(f, "bkt", "mp2", got, 1, p5, 5 * MIB, e1), OBJ_OK);
+  obj_part_ref_t one[1] = {{1, e1}};
+  assert_int_equal(mpu_complete_at(f, "mp2", got, one, 1, "null", 4000, &m), OBJ_OK);
+  assert_int_equal(m->ts_us, 4000);
+  meta_free(m);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 7);
+  check_content(f, "bkt", "mp2", NULL, (const uint8_t *)"newer", 5);
+  assert_int_equal(count_keys(f, OBJ_CF_MPU), 0);
+  free(all);
+  free(p5);
+}
+
+/* The writes of the digest test, in two orders. */
+static void digest_writes(fix_t *f, int order) {
+  if (order == 0) {
+    meta_free(put_id(f, "bkt", "a", "one", 3, "v1", 100));
+    meta_free(put_id(f, "bkt", "a", "two", 3, "v2", 200));
+    assert_int_equal(del_at(f, "bkt", "a", "v1", "Enabled", NULL, 0, NULL), OBJ_OK);
+    meta_free(put_id(f, "bkt", "b", "x", 1, "null", 250));
+    meta_free(put_id(f, "bkt", "b", "y", 1, "null", 300));
+    assert_int_equal(apply(f, "bkt", "c", "m1", 150, 1, 0, NULL), OBJ_OK);
+    meta_free(put_id(f, "bkt", "d", "old", 3, "null", 400));
+    assert_int_equal(del_at(f, "bkt", "d", NULL, "", NULL, 500, NULL), OBJ_OK);
+    meta_free(put_id(f, "other", "a", "zz", 2, "null", 10));
+  } else {
+    meta_free(put_id(f, "other", "a", "zz", 2, "null", 10));
+    assert_int_equal(del_at(f, "bkt", "d", NULL, "", NULL, 500, NULL), OBJ_OK);
+    meta_free(put_id(f, "bkt", "d", "old", 3, "null", 400));
+    assert_int_equal(apply(f, "bkt", "c", "m1", 150, 1, 0, NULL), OBJ_OK);
+    meta_free(put_id(f, "bkt", "b", "y", 1, "null", 300));
+    meta_free(put_id(f, "bkt", "b", "x", 1, "null", 250));
+    assert_int_equal(apply(f, "bkt", "a", "v1", 0, 0, 1, NULL), OBJ_OK);
+    meta_free(put_id(f, "bkt", "a", "two", 3, "v2", 200));
+    meta_free(put_id(f, "bkt", "a", "one", 3, "v1", 100));
+  }
+}
+
+/* Two replicas (two stores) with the same writes in different orders agree; one record less
+ * shows in exactly its partition. */
+static void test_digests(void **state) {
+  fix_t *f = *state, *g = NULL;
+  assert_int_equal(setup((void **)&g), 0);
+  digest_writes(f, 0);
+  digest_writes(g, 1);
+  obj_digests_t *df = malloc(sizeof *df), *dg = malloc(sizeof *dg);
+  digests(f, df);
+  digests(g, dg);
+  assert_memory_equal(df, dg, sizeof *df);
+  uint32_t pa = obj_partition("bkt", "a"), pb = obj_partition("bkt", "b");
+  uint64_t records = 0, objects = 0, bytes = 0;
+  for (int i = 0; i < OBJ_PARTITIONS; i++) {
+    records += df->records[i];
+    objects += df->objects[i];
+    bytes += df->bytes[i];
+  }
+  assert_int_equal(records, 6); /* a: v2, v1 tombstone; b; c marker; d tombstone; other/a */
+  assert_int_equal(objects, 3);
+  assert_int_equal(bytes, 3 + 1 + 2);
+  assert_true(df->records[pa] >= 2);
+  /* Tags are not part of it. */
+  const Gureum__KeyValue kv = {PROTOBUF_C_MESSAGE_INIT(&gureum__key_value__descriptor), "t", "v"};
+  const Gureum__KeyValue *tags[1] = {&kv};
+  res_t r = {0};
+  obj_set_tags(f->o, "bkt", "b", NULL, tags, 1, on_meta, &r);
+  assert_int_equal(res_wait(f, &r, NULL), OBJ_OK);
+  digests(f, df);
+  assert_memory_equal(df, dg, sizeof *df);
+  /* One more record on one side: only its partition differs. */
+  assert_int_equal(apply(f, "bkt", "b", "m9", 9000, 1, 0, NULL), OBJ_OK);
+  digests(f, df);
+  assert_memory_not_equal(df->digest[pb], dg->digest[pb], 16);
+  assert_int_equal(df->records[pb], dg->records[pb] + 1);
+  for (uint32_t i = 0; i < OBJ_PARTITIONS; i++)
+    if (i != pb) assert_memory_equal(df->digest[i], dg->digest[i], 16);
+  /* A different ts on a null version differs too. */
+  meta_free(put_id(g, "bkt", "b", "w", 1, "null", 301));
+  digests(g, dg);
+  assert_int_equal(df->records[pb], dg->records[pb] + 1);
+  free(df);
+  free(dg);
+  assert_int_equal(teardown((void **)&g), 0);
+}
+
+static void test_partitions(void **state) {
+  fix_t *f = *state;
+  /* First byte of SHA-256("b\0k"), by hand and as a known value. */
+  uint8_t d[32];
+  assert_int_equal(EVP_Digest("b\0k", 3, d, NULL, EVP_sha256(), NULL), 1);
+  assert_int_equal(obj_partition("b", "k"), d[0]);
+  assert_int_equal(obj_partition("b", "k"), 38);
+  assert_int_equal(obj_partition("bkt", "key"), 14);
+  /* k0 and k1 share partition 8, k2 is in 23. */
+  assert_int_equal(obj_partition("bkt", "k0"), 8);
+  assert_int_equal(obj_partition("bkt", "k1"), 8);
+  assert_int_equal(obj_partition("bkt", "k2"), 23);
+  uint8_t *data = rand_bytes(2 * BS, 6);
+  meta_free(put_id(f, "bkt", "k0", data, 2 * BS, "a", 100));
+  meta_free(put_id(f, "bkt", "k0", "b", 1, "b", 200));
+  assert_int_equal(del_at(f, "bkt", "k0", NULL, "Enabled", "c", 300, NULL), OBJ_OK);
+  assert_int_equal(del_at(f, "bkt", "k0", "b", "Enabled", NULL, 0, NULL), OBJ_OK);
+  meta_free(put_id(f, "bkt", "k1", "x", 1, "null", 50));
+  meta_free(put_id(f, "bkt", "k2", data, 2 * BS, "null", 60));
+  char id[64], e[64];
+  mpu_create(f, "bkt", "k1", id);
+  assert_int_equal(put_part(f, "bkt", "k1", id, 1, data, BS, e), OBJ_OK);
+  mpu_create(f, "bkt", "k2", id);
+  assert_int_equal(put_part(f, "bkt", "k2", id, 1, data, 10, e), OBJ_OK);
+
+  rep_t r;
+  partition_records(f, 8, &r);
+  assert_string_equal(r.s, "k0@c:300~* k0@b:200x k0@a:100 k1@null:50*");
+  partition_records(f, 23, &r);
+  assert_string_equal(r.s, "k2@null:60*");
+  partition_records(f, 9, &r);
+  assert_int_equal(r.n, 0);
+
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 2 + 1 + 2 + 1 + 1);
+  assert_int_equal(partition_drop(f, 8), OBJ_OK);
+  partition_records(f, 8, &r);
+  assert_int_equal(r.n, 0);
+  assert_int_equal(count_keys(f, OBJ_CF_META), 1);
+  assert_int_equal(count_keys(f, OBJ_CF_DATA), 2 + 1); /* k2's object and upload part */
+  pl_t pl;
+  list_uploads(f, &pl, "bkt", NULL, NULL, NULL, 0);
+  assert_int_equal(pl.n, 1);
+  assert_string_equal(pl.keys[0], "k2");
+  check_content(f, "bkt", "k2", NULL, data, 2 * BS);
+  assert_int_equal(head(f, "bkt", "k0", NULL, NULL), OBJ_ENOENT);
+  free(data);
+}
+
+static void test_gc_tombstones(void **state) {
+  fix_t *f = *state;
+  put_str(f, "bkt", "u", "x", 0);
+  assert_int_equal(del(f, "bkt", "u", NULL, "", NULL), OBJ_OK);
+  meta_free(put_id(f, "bkt", "v", "x", 1, "a", 100));
+  meta_free(put_id(f, "bkt", "v", "y", 1, "b", 200));
+  assert_int_equal(del(f, "bkt", "v", "a", "Enabled", NULL), OBJ_OK);
+  assert_int_equal(del(f, "bkt", "w", NULL, "Enabled", NULL), OBJ_OK); /* a marker stays */
+  assert_int_equal(count_keys(f, OBJ_CF_META), 4);
+  assert_int_equal(gc_tombstones(f, 1), 0); /* all younger than that */
+  assert_int_equal(count_keys(f, OBJ_CF_META), 4);
+  assert_int_equal(gc_tombstones(f, UINT64_MAX), 2);
+  assert_int_equal(count_keys(f, OBJ_CF_META), 2);
+  check_content(f, "bkt", "v", NULL, (const uint8_t *)"y", 1);
+  assert_int_equal(head(f, "bkt", "w", NULL, NULL), OBJ_EDELETED);
+  assert_int_equal(gc_tombstones(f, UINT64_MAX), 0);
+}
+
+/* Scrub finds a flipped and a missing block; repair puts the bytes back. */
+static void test_scrub_repair(void **state) {
+  fix_t *f = *state;
+  size_t n = 2 * BS + 100;
+  uint8_t *data = rand_bytes(n, 7), *p5 = rand_bytes(5 * MIB, 8);
+  for (int i = 0; i < 5; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "fine%d", i);
+    put_str(f, "bkt", key, key, 1);
+  }
+  meta_free(put_id(f, "bkt", "obj", data, n, "v1", 100));
+  char id[64], e1[64], e2[64];
+  mpu_create(f, "bkt", "mp", id);
+  assert_int_equal(put_part(f, "bkt", "mp", id, 1, p5, 5 * MIB, e1), OBJ_OK);
+  assert_int_equal(put_part(f, "bkt", "mp", id, 2, data, 300, e2), OBJ_OK);
+  obj_part_ref_t refs[2] = {{1, e1}, {2, e2}};
+  assert_int_equal(mpu_complete(f, "bkt", "mp", id, refs, 2, 0, NULL), OBJ_OK);
+  assert_int_equal(del(f, "bkt", "fine0", NULL, "Enabled", NULL), OBJ_OK); /* a marker */
+
+  scrub_res_t r;
+  assert_int_equal(scrub_all(f, 100, &r), 1);
+  assert_int_equal(r.nbad, 0);
+
+  assert_int_equal(debug_corrupt(f, "bkt", "obj", "v1", BS), OBJ_OK);
+  assert_int_equal(get(f, "bkt", "obj", "v1", NULL, NULL), OBJ_ECORRUPT);
+  Gureum__ObjectMeta *m = NULL;
+  assert_int_equal(head(f, "bkt", "obj", "v1", &m), OBJ_OK);
+  store_cf_t *cf = store_cf(f->s, OBJ_CF_DATA, NULL);
+  uint8_t k[OBJ_BLOCK_KEY_LEN];
+  obj_block_key(k, m->data_id.data, 2);
+  assert_int_equal(store_delete(f->s, cf, k, sizeof k, 0, NULL), STORE_OK);
+  meta_free(m);
+  assert_int_equal(debug_corrupt(f, "bkt", "mp", "null", 5 * MIB), OBJ_OK); /* part 2 */
+  assert_int_equal(debug_corrupt(f, "bkt", "obj", "v1", 2 * BS), OBJ_ECORRUPT); /* gone */
+  assert_int_equal(debug_corrupt(f, "bkt", "obj", "v1", 10), OBJ_ERANGE);
+
+  /* Two versions a step: the cursor carries on and the same bad blocks turn up. */
+  int steps = scrub_all(f, 2, &r);
+  assert_true(steps >= 4);
+  assert_int_equal(r.nbad, 3);
+  assert_string_equal(r.bad[0], "bkt/mp@null+5242880/300");
+  char want[160];
+  snprintf(want, sizeof want, "bkt/obj@v1+%u/%u", BS, BS);
+  assert_string_equal(r.bad[1], want);
+  snprintf(want, sizeof want, "bkt/obj@v1+%u/100", 2 * BS);
+  assert_string_equal(r.bad[2], want);
+
+  /* Wrong lengths and offsets are refused; the right ones repair. */
+  assert_int_equal(block_repair(f, "bkt", "obj", "v1", BS, data + BS, 99), OBJ_ERANGE);
+  assert_int_equal(block_repair(f, "bkt", "obj", "v1", BS + 1, data + BS, BS), OBJ_ERANGE);
+  assert_int_equal(block_repair(f, "bkt", "obj", "v1", n, data, 1), OBJ_ERANGE);
+  assert_int_equal(block_repair(f, "bkt", "obj", "v1", 0, data, BS + 1), OBJ_ERANGE);
+  assert_int_equal(block_repair(f, "bkt", "obj", "nosuch", 0, data, BS), OBJ_ENOVERSION);
+  assert_int_equal(block_repair(f, "bkt", "obj", "v1", BS, data + BS, BS), OBJ_OK);
+  assert_int_equal(block_repair(f, "bkt", "obj", "v1", 2 * BS, data + 2 * BS, 100), OBJ_OK);
+  assert_int_equal(block_repair(f, "bkt", "mp", "null", 5 * MIB, data, 300), OBJ_OK);
+  assert_int_equal(scrub_all(f, 1000, &r), 1);
+  assert_int_equal(r.nbad, 0);
+  check_content(f, "bkt", "obj", "v1", data, n);
+  uint8_t *all = malloc(5 * MIB + 300);
+  memcpy(all, p5, 5 * MIB);
+  memcpy(all + 5 * MIB, data, 300);
+  check_content(f, "bkt", "mp", NULL, all, 5 * MIB + 300);
+  /* A cursor whose version went meanwhile restarts at its key. */
+  memset(&r, 0, sizeof r);
+  obj_scrub(f->o, "bkt", "obj", "gone", 1, on_scrub, &r);
+  run_until(f, &r.done);
+  assert_int_equal(r.st, OBJ_OK);
+  assert_string_equal(r.nk, "obj");
+  assert_string_equal(r.nv, "v1");
+  free(all);
+  free(data);
+  free(p5);
+}
+
 int main(void) {
   log_set_level(LOG_ERROR);
   const struct CMUnitTest tests[] = {
@@ -1686,6 +2459,18 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_callbacks_async, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_unversioned_puts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_mpu_empty_last_part, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_fixed_identity_put, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_fixed_identity_idempotent, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_null_lww, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tombstone_wins, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_delete_at, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unversioned_delete_tombstone, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_apply_record_markers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_mpu_fixed_identity, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_digests, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_partitions, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_gc_tombstones, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_scrub_repair, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

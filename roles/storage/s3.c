@@ -135,6 +135,7 @@ void s3_obj_error(s3_ctx_t *c, obj_status_t st) {
   case OBJ_EPARTORDER: s3_error(c, 400, "InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by part number."); break;
   case OBJ_ETOOSMALL: s3_error(c, 400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size."); break;
   case OBJ_ERANGE: s3_error(c, 416, "InvalidRange", "The requested range is not satisfiable"); break;
+  case OBJ_EUNAVAIL: s3_error(c, 503, "ServiceUnavailable", "Not enough storage nodes are reachable to store or read this object safely; retry when the cluster has a quorum of its copies."); break;
   case OBJ_EPRECOND: s3_error(c, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"); break;
   case OBJ_ECORRUPT: s3_error(c, 500, "InternalError", "A stored block failed its checksum; the data was not returned."); break;
   default: s3_error(c, 500, "InternalError", "We encountered an internal error. Please try again. (%s)", obj_strerror(st)); break;
@@ -469,10 +470,10 @@ static void s3_on_website(http_req_t *req, void *arg) {
 
 /* ---- life cycle ---- */
 
-s3_t *s3_start(node_t *n, obj_t *obj, s3_meta_t *meta, char *err, size_t errlen) {
+s3_t *s3_start(node_t *n, repl_t *repl, s3_meta_t *meta, char *err, size_t errlen) {
   s3_t *s3 = calloc(1, sizeof *s3);
   s3->node = n;
-  s3->obj = obj;
+  s3->repl = repl;
   s3->meta = meta;
   s3->m_requests = metrics_counter(n->metrics, "gureum_s3_requests_total", NULL, "S3 API requests");
   s3->m_errors = metrics_counter(n->metrics, "gureum_s3_errors_total", NULL, "S3 API error replies");

@@ -9,12 +9,13 @@
 #include "http.h"
 #include "node.h"
 #include "obj.h"
+#include "repl.h"
 #include "s3_meta.h"
 #include "s3_xml.h"
 
 typedef struct s3_s {
   node_t *node;
-  obj_t *obj;
+  repl_t *repl;
   s3_meta_t *meta;
   http_server_t *api, *web;
   uint64_t next_request_id;
@@ -59,7 +60,7 @@ struct s3_ctx_s {
 
 /* ---- s3.c ---- */
 /* Listen on the S3 and website ports; NULL with err on failure. */
-s3_t *s3_start(node_t *n, obj_t *obj, s3_meta_t *meta, char *err, size_t errlen);
+s3_t *s3_start(node_t *n, repl_t *repl, s3_meta_t *meta, char *err, size_t errlen);
 /* Stop accepting and close connections; cb once closed (s3 freed). */
 void s3_stop(s3_t *s3, void (*cb)(void *arg), void *arg);
 
@@ -124,7 +125,7 @@ s3_upload_t *s3_upload_new(s3_ctx_t *c);
 /* If-Match / If-None-Match of a write (PutObject, CompleteMultipartUpload); pointers into the
  * request's headers. Answers NotImplemented itself and returns -1 for anything but "*". */
 int s3_write_condition(s3_ctx_t *c, obj_cond_t *cond);
-void s3_upload_start(s3_upload_t *u, obj_writer_t *w, const char *checksum_type);
+void s3_upload_start(s3_upload_t *u, repl_writer_t *w, const char *checksum_type);
 
 /* Fill ObjectMeta content fields from request headers (Content-Type, x-amz-meta-*, ...). */
 int s3_meta_from_headers(s3_ctx_t *c, Gureum__ObjectMeta *m);

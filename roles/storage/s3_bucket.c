@@ -336,7 +336,7 @@ void s3_bucket_op(s3_ctx_t *c) {
       empty_check_t *e = malloc(sizeof *e);
       e->c = c;
       e->rev = rev;
-      obj_bucket_is_empty(c->s3->obj, c->bucket, delete_if_empty, e);
+      repl_bucket_is_empty(c->s3->repl, c->bucket, delete_if_empty, e);
     }
   } else if (strcmp(m, "POST") == 0 && s3_has_param(c, "delete")) {
     s3_delete_objects(c);

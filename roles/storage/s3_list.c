@@ -189,7 +189,7 @@ void s3_list_objects(s3_ctx_t *c, int v2) {
     free(after);
     return;
   }
-  obj_list(c->s3->obj, c->bucket, l->prefix ? l->prefix : "", l->delimiter, after ? after : "",
+  repl_list(c->s3->repl, c->bucket, l->prefix ? l->prefix : "", l->delimiter, after ? after : "",
            l->max, on_list, l);
   free(after);
 }
@@ -250,7 +250,7 @@ void s3_list_versions(s3_ctx_t *c) {
   }
   l->key_marker = s3_param(c, "key-marker");
   l->version_marker = s3_param(c, "version-id-marker");
-  obj_list_versions(c->s3->obj, c->bucket, l->prefix ? l->prefix : "", l->delimiter,
+  repl_list_versions(c->s3->repl, c->bucket, l->prefix ? l->prefix : "", l->delimiter,
                     l->key_marker ? l->key_marker : "", l->version_marker ? l->version_marker : "",
                     l->max ? l->max : 1000, on_versions, l);
 }
@@ -303,6 +303,6 @@ void s3_list_uploads(s3_ctx_t *c) {
   }
   l->key_marker = s3_param(c, "key-marker");
   l->upload_marker = s3_param(c, "upload-id-marker");
-  obj_mpu_list_uploads(c->s3->obj, c->bucket, l->prefix ? l->prefix : "", l->key_marker ? l->key_marker : "",
+  repl_mpu_list_uploads(c->s3->repl, c->bucket, l->prefix ? l->prefix : "", l->key_marker ? l->key_marker : "",
                        l->upload_marker ? l->upload_marker : "", l->max ? l->max : 1000, on_uploads, l);
 }

@@ -45,7 +45,7 @@ void s3_mpu_create(s3_ctx_t *c) {
     free(m->meta.checksum_algorithm);
     m->meta.checksum_algorithm = strdup(s3_checksum_algo_name(s3_checksum_algo_parse(algo)));
   }
-  obj_mpu_create(c->s3->obj, &m->meta, created, m);
+  repl_mpu_create(c->s3->repl, &m->meta, created, m);
 }
 
 /* ---- UploadPart ---- */
@@ -75,7 +75,7 @@ void s3_mpu_part(s3_ctx_t *c) {
     return;
   }
   s3_upload_t *u = s3_upload_new(c);
-  if (u) s3_upload_start(u, obj_mpu_part_begin(c->s3->obj, c->bucket, c->key, id, (uint32_t)part), "");
+  if (u) s3_upload_start(u, repl_mpu_part_begin(c->s3->repl, c->bucket, c->key, id, (uint32_t)part), "");
   free(pn), free(id);
 }
 
@@ -160,7 +160,7 @@ void s3_mpu_complete(s3_ctx_t *c) {
   }
   k->upload_id = s3_param(c, "uploadId");
   const Gureum__BucketConfig *b = s3_meta_bucket(c->s3->meta, c->bucket, NULL);
-  obj_mpu_complete(c->s3->obj, c->bucket, c->key, k->upload_id, k->refs, k->n,
+  repl_mpu_complete(c->s3->repl, c->bucket, c->key, k->upload_id, k->refs, k->n,
                    b && strcmp(b->versioning, "Enabled") == 0, &cond, completed, k);
 }
 
@@ -172,7 +172,7 @@ static void aborted(void *arg, obj_status_t st) {
 
 void s3_mpu_abort(s3_ctx_t *c) {
   char *id = s3_param(c, "uploadId");
-  obj_mpu_abort(c->s3->obj, c->bucket, c->key, id ? id : "", aborted, c);
+  repl_mpu_abort(c->s3->repl, c->bucket, c->key, id ? id : "", aborted, c);
   free(id);
 }
 
@@ -222,6 +222,6 @@ void s3_mpu_list_parts(s3_ctx_t *c) {
   r->max = mx ? (uint32_t)strtoul(mx, NULL, 10) : 1000;
   if (!r->max || r->max > 1000) r->max = 1000;
   free(m), free(mx);
-  obj_mpu_list_parts(c->s3->obj, c->bucket, c->key, r->upload_id ? r->upload_id : "", r->marker, r->max,
+  repl_mpu_list_parts(c->s3->repl, c->bucket, c->key, r->upload_id ? r->upload_id : "", r->marker, r->max,
                      parts_listed, r);
 }

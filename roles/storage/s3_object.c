@@ -242,7 +242,7 @@ size_t s3_object_headers(s3_ctx_t *c, const Gureum__ObjectMeta *m, const char **
 
 struct s3_upload_s {
   s3_ctx_t *c;
-  obj_writer_t *w;
+  repl_writer_t *w;
   Gureum__ObjectMeta meta; /* PutObject's headers; empty for a part */
   const char *ck_type;     /* FULL_OBJECT for objects, "" for parts */
   s3_checksum_t ck;
@@ -293,14 +293,14 @@ static void put_finish(put_t *p) {
   const char *cl = s3_header(c, "x-amz-decoded-content-length");
   if (!cl) cl = s3_header(c, "content-length");
   if (cl && strtoull(cl, NULL, 10) != p->received) {
-    obj_put_abort(p->w);
+    repl_put_abort(p->w);
     s3_error(c, 400, "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header.");
     put_free(p);
     return;
   }
   const char *md5 = s3_header(c, "content-md5");
-  if (md5 && !s3_content_md5_check(md5, obj_writer_md5(p->w))) {
-    obj_put_abort(p->w);
+  if (md5 && !s3_content_md5_check(md5, repl_writer_md5(p->w))) {
+    repl_put_abort(p->w);
     s3_error(c, 400, "BadDigest", "The Content-MD5 you specified did not match what we received.");
     put_free(p);
     return;
@@ -311,22 +311,22 @@ static void put_finish(put_t *p) {
     const char *want = p->ck_expected;
     if (!want) want = s3_trailer(c, s3_checksum_header(p->ck.algo));
     if (want && strcmp(want, got) != 0) {
-      obj_put_abort(p->w);
+      repl_put_abort(p->w);
       s3_error(c, 400, "BadDigest", "The %s you specified did not match the calculated checksum.",
                s3_checksum_header(p->ck.algo));
       put_free(p);
       return;
     }
-    obj_writer_set_checksum(p->w, s3_checksum_algo_name(p->ck.algo), got, p->ck_type);
+    repl_writer_set_checksum(p->w, s3_checksum_algo_name(p->ck.algo), got, p->ck_type);
   }
-  obj_put_commit(p->w, put_committed, p);
+  repl_put_commit(p->w, put_committed, p);
 }
 
 static void put_written(void *arg, obj_status_t st) {
   put_t *p = arg;
   if (st != OBJ_OK) {
     p->failed = 1;
-    obj_put_abort(p->w);
+    repl_put_abort(p->w);
     s3_obj_error(p->c, st);
     put_free(p);
     return;
@@ -338,7 +338,7 @@ static void put_written(void *arg, obj_status_t st) {
 static void put_body(s3_ctx_t *c, const char *data, size_t len, int last) {
   put_t *p = c->body_state;
   if (!data && !len && last < 0) { /* body failed (auth/framing): the error was answered */
-    obj_put_abort(p->w);
+    repl_put_abort(p->w);
     put_free(p);
     return;
   }
@@ -346,7 +346,7 @@ static void put_body(s3_ctx_t *c, const char *data, size_t len, int last) {
   p->last = last;
   if (p->received > S3_MAX_PUT_SIZE) {
     c->body_state = NULL;
-    obj_put_abort(p->w);
+    repl_put_abort(p->w);
     s3_error(c, 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.");
     put_free(p);
     return;
@@ -358,7 +358,7 @@ static void put_body(s3_ctx_t *c, const char *data, size_t len, int last) {
     p->piece = malloc(len);
     memcpy(p->piece, data, len);
     s3_pause_body(c);
-    obj_write(p->w, p->piece, len, put_written, p);
+    repl_write(p->w, p->piece, len, put_written, p);
   } else if (last) {
     put_finish(p);
   }
@@ -411,8 +411,8 @@ static void put_object(s3_ctx_t *c, const Gureum__BucketConfig *b) {
     put_free(p);
     return;
   }
-  obj_writer_t *w = obj_put_begin(c->s3->obj, &p->meta, strcmp(b->versioning, "Enabled") == 0);
-  if (w) obj_writer_set_cond(w, &cond);
+  repl_writer_t *w = repl_put_begin(c->s3->repl, &p->meta, strcmp(b->versioning, "Enabled") == 0);
+  if (w) repl_writer_set_cond(w, &cond);
   s3_upload_start(p, w, "FULL_OBJECT");
 }
 
@@ -436,7 +436,7 @@ s3_upload_t *s3_upload_new(s3_ctx_t *c) {
   return p;
 }
 
-void s3_upload_start(s3_upload_t *p, obj_writer_t *w, const char *checksum_type) {
+void s3_upload_start(s3_upload_t *p, repl_writer_t *w, const char *checksum_type) {
   p->w = w;
   p->ck_type = checksum_type;
   p->c->body_state = p;
@@ -447,13 +447,13 @@ void s3_upload_start(s3_upload_t *p, obj_writer_t *w, const char *checksum_type)
 
 typedef struct get_s {
   s3_ctx_t *c;
-  obj_reader_t *r;
+  repl_reader_t *r;
   int head;
   uint64_t off, len;
 } get_t;
 
 static void get_free(get_t *g) {
-  if (g->r) obj_reader_free(g->r);
+  if (g->r) repl_reader_free(g->r);
   free(g);
 }
 
@@ -461,7 +461,7 @@ static void get_data(void *arg, obj_status_t st, const void *data, size_t len, i
 
 static void get_next(void *arg) {
   get_t *g = arg;
-  obj_read(g->r, get_data, g);
+  repl_read(g->r, get_data, g);
 }
 
 static void get_data(void *arg, obj_status_t st, const void *data, size_t len, int eof) {
@@ -630,8 +630,8 @@ static void get_meta(void *arg, obj_status_t st, const Gureum__ObjectMeta *m) {
     get_free(g);
     return;
   }
-  obj_reader_range(g->r, off, len);
-  obj_read(g->r, get_data, g);
+  repl_reader_range(g->r, off, len);
+  repl_read(g->r, get_data, g);
 }
 
 
@@ -640,7 +640,7 @@ static void get_object(s3_ctx_t *c, int head) {
   g->c = c;
   g->head = head;
   char *v = s3_param(c, "versionId");
-  g->r = obj_get_begin(c->s3->obj, c->bucket, c->key, v && *v ? v : NULL, get_meta, g);
+  g->r = repl_get_begin(c->s3->repl, c->bucket, c->key, v && *v ? v : NULL, get_meta, g);
   free(v);
 }
 
@@ -668,7 +668,7 @@ static void delete_done(void *arg, obj_status_t st, const Gureum__ObjectMeta *m)
 
 static void delete_object(s3_ctx_t *c, const Gureum__BucketConfig *b) {
   char *v = s3_param(c, "versionId");
-  obj_delete(c->s3->obj, c->bucket, c->key, v && *v ? v : NULL, b->versioning, delete_done, c);
+  repl_delete(c->s3->repl, c->bucket, c->key, v && *v ? v : NULL, b->versioning, delete_done, c);
   free(v);
 }
 
@@ -727,7 +727,7 @@ static void multi_del_step(multi_del_t *d) {
     multi_del_one(d, OBJ_ENOENT, NULL);
     return;
   }
-  obj_delete(d->c->s3->obj, d->c->bucket, d->cur_key, d->cur_version, d->versioning, multi_del_one, d);
+  repl_delete(d->c->s3->repl, d->c->bucket, d->cur_key, d->cur_version, d->versioning, multi_del_one, d);
 }
 
 void s3_delete_objects(s3_ctx_t *c) {
@@ -762,8 +762,8 @@ void s3_delete_objects(s3_ctx_t *c) {
 
 typedef struct copy_s {
   s3_ctx_t *c;
-  obj_reader_t *r;
-  obj_writer_t *w;
+  repl_reader_t *r;
+  repl_writer_t *w;
   Gureum__ObjectMeta meta; /* destination (PutObject-style copies) */
   int replace, versioned, ranged;
   uint64_t off, len;
@@ -773,14 +773,14 @@ typedef struct copy_s {
 } copy_t;
 
 static void copy_free(copy_t *cp) {
-  if (cp->r) obj_reader_free(cp->r);
+  if (cp->r) repl_reader_free(cp->r);
   s3_meta_headers_free(&cp->meta);
   free(cp->upload_id);
   free(cp);
 }
 
 static void copy_fail(copy_t *cp, obj_status_t st) {
-  if (cp->w) obj_put_abort(cp->w);
+  if (cp->w) repl_put_abort(cp->w);
   s3_obj_error(cp->c, st);
   copy_free(cp);
 }
@@ -815,7 +815,7 @@ static void copy_last_wrote(void *arg, obj_status_t st);
 static void copy_wrote(void *arg, obj_status_t st) {
   copy_t *cp = arg;
   if (st != OBJ_OK) copy_fail(cp, st);
-  else obj_read(cp->r, copy_data, cp);
+  else repl_read(cp->r, copy_data, cp);
 }
 
 static void copy_data(void *arg, obj_status_t st, const void *data, size_t len, int eof) {
@@ -825,21 +825,21 @@ static void copy_data(void *arg, obj_status_t st, const void *data, size_t len, 
     return;
   }
   if (len && !eof) {
-    obj_write(cp->w, data, len, copy_wrote, cp);
+    repl_write(cp->w, data, len, copy_wrote, cp);
     return;
   }
   if (len) { /* the last piece: write it, then commit */
     cp->len = 0;
-    obj_write(cp->w, data, len, copy_last_wrote, cp);
+    repl_write(cp->w, data, len, copy_last_wrote, cp);
     return;
   }
-  obj_put_commit(cp->w, copy_committed, cp);
+  repl_put_commit(cp->w, copy_committed, cp);
 }
 
 static void copy_last_wrote(void *arg, obj_status_t st) {
   copy_t *cp = arg;
   if (st != OBJ_OK) copy_fail(cp, st);
-  else obj_put_commit(cp->w, copy_committed, cp);
+  else repl_put_commit(cp->w, copy_committed, cp);
 }
 
 static void copy_src_meta(void *arg, obj_status_t st, const Gureum__ObjectMeta *src) {
@@ -862,10 +862,10 @@ static void copy_src_meta(void *arg, obj_status_t st, const Gureum__ObjectMeta *
       copy_free(cp);
       return;
     }
-    obj_reader_range(cp->r, cp->off, cp->len);
+    repl_reader_range(cp->r, cp->off, cp->len);
   }
   if (cp->part_number) {
-    cp->w = obj_mpu_part_begin(c->s3->obj, c->bucket, c->key, cp->upload_id, cp->part_number);
+    cp->w = repl_mpu_part_begin(c->s3->repl, c->bucket, c->key, cp->upload_id, cp->part_number);
   } else {
     if (!cp->replace) {
       /* COPY: the source's content headers and user metadata travel with the bytes. */
@@ -900,9 +900,9 @@ static void copy_src_meta(void *arg, obj_status_t st, const Gureum__ObjectMeta *
         cp->meta.tags[i] = kv;
       }
     }
-    cp->w = obj_put_begin(c->s3->obj, &cp->meta, cp->versioned);
+    cp->w = repl_put_begin(c->s3->repl, &cp->meta, cp->versioned);
   }
-  obj_read(cp->r, copy_data, cp);
+  repl_read(cp->r, copy_data, cp);
 }
 
 /* x-amz-copy-source: "/bucket/key?versionId=V" or "bucket/key", URL-encoded. */
@@ -966,7 +966,7 @@ void s3_copy(s3_ctx_t *c, const Gureum__BucketConfig *dst, const char *upload_id
     free(sb), free(sk), free(sv);
     return;
   }
-  cp->r = obj_get_begin(c->s3->obj, sb, sk, sv && *sv ? sv : NULL, copy_src_meta, cp);
+  cp->r = repl_get_begin(c->s3->repl, sb, sk, sv && *sv ? sv : NULL, copy_src_meta, cp);
   free(sb), free(sk), free(sv);
 }
 
@@ -1006,9 +1006,9 @@ static void tagging(s3_ctx_t *c) {
   char *v = s3_param(c, "versionId");
   const char *ver = v && *v ? v : NULL;
   if (strcmp(c->req->method, "GET") == 0) {
-    obj_head(c->s3->obj, c->bucket, c->key, ver, tags_reply, c);
+    repl_head(c->s3->repl, c->bucket, c->key, ver, tags_reply, c);
   } else if (strcmp(c->req->method, "DELETE") == 0) {
-    obj_set_tags(c->s3->obj, c->bucket, c->key, ver, NULL, 0, tags_reply, c);
+    repl_set_tags(c->s3->repl, c->bucket, c->key, ver, NULL, 0, tags_reply, c);
   } else {
     xmlDocPtr d = s3_xml_parse(c->req->body, c->req->body_len);
     xmlNodePtr set = d ? s3_xml_child(xmlDocGetRootElement(d), "TagSet") : NULL;
@@ -1034,7 +1034,7 @@ static void tagging(s3_ctx_t *c) {
     if (!bad && !tags_valid((const Gureum__KeyValue *const *)ptrs, n)) invalid = 1;
     if (bad) s3_error(c, 400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.");
     else if (invalid) s3_error(c, 400, "BadRequest", "Object tags cannot be greater than %d, keys 1-%d characters, values at most %d, keys unique", S3_MAX_TAGS, S3_MAX_TAG_KEY, S3_MAX_TAG_VALUE);
-    else obj_set_tags(c->s3->obj, c->bucket, c->key, ver, (const Gureum__KeyValue *const *)ptrs, n, tags_reply, c);
+    else repl_set_tags(c->s3->repl, c->bucket, c->key, ver, (const Gureum__KeyValue *const *)ptrs, n, tags_reply, c);
     for (size_t i = 0; i < n; i++) free(keys[i]), free(vals[i]);
   }
   free(v);
@@ -1096,7 +1096,7 @@ static void attributes(s3_ctx_t *c) {
     return;
   }
   char *v = s3_param(c, "versionId");
-  obj_head(c->s3->obj, c->bucket, c->key, v && *v ? v : NULL, attributes_reply, c);
+  repl_head(c->s3->repl, c->bucket, c->key, v && *v ? v : NULL, attributes_reply, c);
   free(v);
 }
 

@@ -157,11 +157,11 @@ typedef struct web_s {
   char *key;       /* what we are fetching */
   int serving_error;
   int tried_index; /* "dir" without slash: S3 redirects to "dir/" if dir/index exists */
-  obj_reader_t *r;
+  repl_reader_t *r;
 } web_t;
 
 static void web_free(web_t *w) {
-  if (w->r) obj_reader_free(w->r);
+  if (w->r) repl_reader_free(w->r);
   free(w->index);
   free(w->error_key);
   free(w->key);
@@ -185,7 +185,7 @@ static void web_data(void *arg, obj_status_t st, const void *data, size_t len, i
 
 static void web_next(void *arg) {
   web_t *w = arg;
-  obj_read(w->r, web_data, w);
+  repl_read(w->r, web_data, w);
 }
 
 static void web_data(void *arg, obj_status_t st, const void *data, size_t len, int eof) {
@@ -215,7 +215,7 @@ static void web_meta(void *arg, obj_status_t st, const Gureum__ObjectMeta *m) {
   web_t *w = arg;
   s3_ctx_t *c = w->c;
   if (st != OBJ_OK) {
-    obj_reader_free(w->r);
+    repl_reader_free(w->r);
     w->r = NULL;
     if (!w->serving_error && !w->tried_index && w->index && w->key[0] && w->key[strlen(w->key) - 1] != '/') {
       /* "docs" may be a folder: S3 answers 302 to "docs/" when "docs/index.html" exists. */
@@ -258,13 +258,13 @@ static void web_meta(void *arg, obj_status_t st, const Gureum__ObjectMeta *m) {
     web_free(w);
     return;
   }
-  obj_read(w->r, web_data, w);
+  repl_read(w->r, web_data, w);
 }
 
 static void web_fetch(web_t *w, const char *key) {
   free(w->key);
   w->key = strdup(key);
-  w->r = obj_get_begin(w->c->s3->obj, w->c->bucket, w->key, NULL, web_meta, w);
+  w->r = repl_get_begin(w->c->s3->repl, w->c->bucket, w->key, NULL, web_meta, w);
 }
 
 /* Bucket from the Host header: "<bucket>.<website domain>" or a bucket named like the host. */

@@ -9,19 +9,9 @@
 #include "log.h"
 #include "role.h"
 #include "s3.h"
+#include "storage_int.h"
 
-typedef struct storage_s {
-  node_t *node;
-  obj_t *obj;
-  s3_meta_t *meta;
-  s3_t *s3;
-  void (*stop_cb)(void *);
-  void *stop_arg;
-} storage_t;
-
-/* The admin routes outlive a stopped role (routes cannot be removed), so they reach the role
- * through the node: NULL means "storage is not running here". */
-static storage_t *storage_of(node_t *n) {
+storage_t *storage_of(node_t *n) {
   for (int i = 0; role_registry[i] && i < 8; i++)
     if (strcmp(role_registry[i]->name, "storage") == 0) return n->roles[i].state;
   return NULL;
@@ -198,6 +188,61 @@ static void admin_bucket_allow(node_t *n, http_req_t *req, void *arg) {
 
 /* ---- role ---- */
 
+/* Where a partition lives, from the layout: owners first (the first `copies` of them), then
+ * previous owners still serving a move. UINT32_MAX: every storage node once. */
+static size_t storage_place(void *arg, uint32_t partition, uint32_t copies, repl_target_t *out,
+                            size_t max) {
+  storage_t *st = arg;
+  const Gureum__Layout *l = layout_mgr_current(st->layout);
+  if (!l) return 0;
+  size_t n = 0;
+  if (partition == UINT32_MAX) {
+    for (size_t i = 0; i < l->n_nodes && n < max; i++, n++) {
+      memset(&out[n], 0, sizeof out[n]);
+      snprintf(out[n].name, sizeof out[n].name, "%s", l->nodes[i]->name);
+      snprintf(out[n].addr, sizeof out[n].addr, "%s", l->nodes[i]->addr);
+      out[n].owner = 1;
+    }
+    return n;
+  }
+  const Gureum__LayoutNode *own[LAYOUT_MAX_REPLICAS], *prev[LAYOUT_MAX_REPLICAS];
+  int no = layout_owners(l, partition, copies, own, LAYOUT_MAX_REPLICAS);
+  int np = layout_prev(l, partition, copies, prev, LAYOUT_MAX_REPLICAS);
+  for (int i = 0; i < no && n < max; i++, n++) {
+    memset(&out[n], 0, sizeof out[n]);
+    snprintf(out[n].name, sizeof out[n].name, "%s", own[i]->name);
+    snprintf(out[n].addr, sizeof out[n].addr, "%s", own[i]->addr);
+    out[n].owner = 1;
+  }
+  for (int i = 0; i < np; i++) {
+    size_t j;
+    for (j = 0; j < n && strcmp(out[j].name, prev[i]->name) != 0; j++) {}
+    if (j == n) {
+      if (n == max) break;
+      memset(&out[n], 0, sizeof out[n]);
+      snprintf(out[n].name, sizeof out[n].name, "%s", prev[i]->name);
+      snprintf(out[n].addr, sizeof out[n].addr, "%s", prev[i]->addr);
+      n++;
+    }
+    out[j].prev = 1;
+  }
+  return n;
+}
+
+static void storage_hint(void *arg, const char *node, uint32_t partition) {
+  storage_t *st = arg;
+  if (st->repair) repair_hint(st->repair, node, partition);
+}
+
+static void storage_teardown(storage_t *st) {
+  if (st->repair) repair_free(st->repair);
+  if (st->repl) repl_free(st->repl);
+  if (st->replica) replica_free(st->replica);
+  if (st->layout) layout_mgr_free(st->layout);
+  if (st->meta) s3_meta_free(st->meta);
+  if (st->obj) obj_free(st->obj);
+}
+
 static void *storage_start(node_t *n, char *err, size_t errlen) {
   storage_t *st = calloc(1, sizeof *st);
   char *e = NULL;
@@ -208,10 +253,21 @@ static void *storage_start(node_t *n, char *err, size_t errlen) {
     free(st);
     return NULL;
   }
+  st->layout = layout_mgr_new(n);
+  st->replica = replica_new(n, st->obj);
+  repl_opts_t ro = {.copies = (uint32_t)n->cfg.storage_replicas,
+                    .rr_copies = (uint32_t)n->cfg.storage_rr_replicas,
+                    .place = storage_place,
+                    .hint = storage_hint,
+                    .arg = st};
+  st->repl = repl_new(n, st->replica, &ro);
+  st->repair = st->layout && st->replica && st->repl
+                   ? repair_new(n, st->obj, st->replica, st->repl, st->layout)
+                   : NULL;
   st->meta = s3_meta_new(n->control);
-  if (!(st->s3 = s3_start(n, st->obj, st->meta, err, errlen))) {
-    s3_meta_free(st->meta);
-    obj_free(st->obj);
+  if (!st->repair || !(st->s3 = s3_start(n, st->repl, st->meta, err, errlen))) {
+    if (!st->repair) snprintf(err, errlen, "storage: out of memory");
+    storage_teardown(st);
     free(st);
     return NULL;
   }
@@ -222,16 +278,17 @@ static void *storage_start(node_t *n, char *err, size_t errlen) {
     admin_route(n->admin, "GET", "/v1/keys", admin_key_list, NULL);
     admin_route(n->admin, "DELETE", "/v1/keys/*", admin_key_delete, NULL);
     admin_route(n->admin, "POST", "/v1/buckets/*", admin_bucket_allow, NULL);
+    storage_admin_routes(n);
   }
   log_info("s3", "listening", "s3=%s:%d website=%s:%d", n->cfg.bind, n->cfg.s3_port, n->cfg.bind,
            n->cfg.s3_website_port);
   return st;
 }
 
+/* The S3 front has answered everything in flight: nothing starts new replicated work now. */
 static void storage_s3_stopped(void *arg) {
   storage_t *st = arg;
-  s3_meta_free(st->meta);
-  obj_free(st->obj);
+  storage_teardown(st);
   void (*cb)(void *) = st->stop_cb;
   void *carg = st->stop_arg;
   free(st);
