@@ -51,7 +51,8 @@ def start_cluster(workdir, nodes, n=3, env=None, dead_timeout=30):
                 env={**FAST, "GUREUM_STORAGE_DEAD_TIMEOUT_S": str(dead_timeout), **(env or {})})
     nodes.extend(c.nodes)
     c.start()
-    wait_layout(c[0], [x.name for x in c])
+    for x in c:
+        wait_layout(x, [y.name for y in c])
     key = create_key(c[0], "repl")
     return c, key
 

@@ -454,6 +454,7 @@ static void psync_next_action(repair_psync_t *s) {
 
 static void ae_peer_done(void *arg, int status, const char *errmsg, const uint8_t *payload,
                          size_t len);
+static void ae_release(repair_t *r);
 
 typedef struct {
   repair_t *r;
@@ -506,7 +507,7 @@ static void ae_local_done(void *arg, obj_status_t st, const obj_digests_t *d) {
       free(pp);
     }
   }
-  ae_peer_done(NULL, RPC_ECLOSED, NULL, NULL, 0); /* drops our own hold */
+  ae_release(r); /* drops our own hold */
 }
 
 static int both_hold(repair_t *r, uint32_t p, const char *peer) {
@@ -524,19 +525,21 @@ static void ae_peer_done(void *arg, int status, const char *errmsg, const uint8_
                          size_t len) {
   (void)errmsg;
   repair_peer_t *pp = arg;
-  repair_t *r = pp ? pp->r : NULL;
-  if (pp) {
-    Gureum__ReplDigestsReply *d =
-        status == RPC_OK ? gureum__repl_digests_reply__unpack(NULL, len, payload) : NULL;
-    if (d && d->status == OBJ_OK && d->digests.len == sizeof r->digests->digest && r->digests)
-      for (uint32_t p = 0; p < OBJ_PARTITIONS; p++)
-        if (memcmp(d->digests.data + p * 16, r->digests->digest[p], 16) != 0 &&
-            both_hold(r, p, pp->name))
-          bit_set(r->ae_diff, p);
-    if (d) gureum__repl_digests_reply__free_unpacked(d, NULL);
-    free(pp);
-  }
-  if (!r) return;
+  repair_t *r = pp->r;
+  Gureum__ReplDigestsReply *d =
+      status == RPC_OK ? gureum__repl_digests_reply__unpack(NULL, len, payload) : NULL;
+  if (d && d->status == OBJ_OK && d->digests.len == sizeof r->digests->digest && r->digests)
+    for (uint32_t p = 0; p < OBJ_PARTITIONS; p++)
+      if (memcmp(d->digests.data + p * 16, r->digests->digest[p], 16) != 0 &&
+          both_hold(r, p, pp->name))
+        bit_set(r->ae_diff, p);
+  if (d) gureum__repl_digests_reply__free_unpacked(d, NULL);
+  free(pp);
+  ae_release(r);
+}
+
+/* One peer (or the round itself) is done; the last one ends the round. */
+static void ae_release(repair_t *r) {
   if (--r->ae_pending > 0) return;
   /* "differing" = partitions whose last sync had something to do; digests of partitions with
    * reduced-redundancy versions differ between owners by design, so they do not count. */
@@ -836,7 +839,7 @@ void repair_scrub_now(repair_t *r) {
   if (r->scrubbing || r->closing) return;
   r->scrubbing = 1;
   r->live++;
-  r->scrub_checked = 0;
+  r->scrub_checked = r->scrub_bad = r->scrub_repaired = 0; /* the figures are the last run's */
   obj_scrub(r->obj, "", "", "", REPAIR_SCRUB_PAGE, scrub_done, r);
 }
 
