@@ -55,16 +55,17 @@ void admin_reply_error(http_req_t *req, int status, const char *code, const char
 /* ---- routes ---- */
 
 static json_t *admin_endpoints(node_t *n) {
-  char url[128];
+  char url[128], addr[80];
   json_t *e = json_object();
   const char *ip = n->cfg.advertise;
   snprintf(url, sizeof url, "http://%s:%d", ip, n->cfg.admin_port);
   json_object_set_new(e, "admin", json_string(url));
   snprintf(url, sizeof url, "http://%s:%d/metrics", ip, n->cfg.admin_port);
   json_object_set_new(e, "metrics", json_string(url));
-  snprintf(url, sizeof url, "tcp://%s", n->rpc_addr);
+  rpc_url(n->rpc, n->rpc_addr, url, sizeof url);
   json_object_set_new(e, "rpc", json_string(url));
-  snprintf(url, sizeof url, "tcp://%s:%d", ip, n->cfg.raft_port);
+  snprintf(addr, sizeof addr, "%s:%d", ip, n->cfg.raft_port);
+  rpc_url(n->rpc, addr, url, sizeof url); /* the Raft channel runs over the same transport */
   json_object_set_new(e, "raft", json_string(url));
   for (int i = 0; role_registry[i] && i < 8; i++)
     if (n->roles[i].state && role_registry[i]->endpoints) role_registry[i]->endpoints(n->roles[i].state, e);
@@ -75,10 +76,11 @@ static void admin_status(node_t *n, http_req_t *req, void *arg) {
   (void)arg;
   json_t *roles = json_array();
   for (int i = 0; i < n->cfg.nroles; i++) json_array_append_new(roles, json_string(n->cfg.roles[i]));
-  json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:o,s:o}", "name", n->cfg.name, "id", n->id,
-                        "version", GUREUM_VERSION, "uptime_s", (json_int_t)node_uptime_s(n),
-                        "started_ms", (json_int_t)n->started_ms, "zone", n->cfg.zone, "address",
-                        n->cfg.advertise, "roles", roles, "endpoints", admin_endpoints(n));
+  json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:o,s:b,s:o}", "name", n->cfg.name, "id",
+                        n->id, "version", GUREUM_VERSION, "uptime_s",
+                        (json_int_t)node_uptime_s(n), "started_ms", (json_int_t)n->started_ms,
+                        "zone", n->cfg.zone, "address", n->cfg.advertise, "roles", roles,
+                        "cluster_tls", rpc_tls(n->rpc), "endpoints", admin_endpoints(n));
   admin_reply_json(req, 200, o);
 }
 

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "httpc.h"
+#include "tls.h"
 
 #define CLI_DEFAULT_NODE "127.0.0.1:7070"
 #define CLI_TIMEOUT_MS 15000
@@ -538,6 +539,7 @@ const cli_cmd_t cli_commands[] = {
     {"storage", cmd_storage, "storage layout, replication and repair: storage status|scrub|sync"},
     {"ping", cmd_ping, "ping a peer over the cluster RPC"},
     {"config", cmd_config, "print defaults or check a config file"},
+    {"tls", tls_cli, "cluster CA and node certificates: tls init|issue"},
     {"version", cmd_version, "print the version"},
     {NULL, NULL, NULL},
 };

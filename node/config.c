@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "log.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -145,6 +146,11 @@ static const key_desc_t keys[] = {
           "how long deletions are remembered so that a stale replica cannot resurrect data"),
     K_BOOL("storage.debug_hooks", storage_debug_hooks, "false",
            "enable test-only fault injection endpoints; never in production"),
+    K_STR("tls.ca", tls_ca, 0, "", NULL,
+          "cluster CA certificate (PEM); with tls.cert and tls.key the cluster channel is TLS"),
+    K_STR("tls.cert", tls_cert, 0, "", NULL,
+          "this node's certificate (PEM, from `gureum tls issue`), naming its advertise address"),
+    K_STR("tls.key", tls_key, 0, "", NULL, "this node's private key (PEM, mode 0600)"),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -718,6 +724,27 @@ int config_load_env(config_t *c, char *const *envp, char *err, size_t errlen) {
 
 /* ---- finish, print, roles ---- */
 
+/* tls.*: all three or none, and the files must be usable before anything starts. */
+static int config_finish_tls(const config_t *c, char *err, size_t errlen) {
+  static const char *const names[] = {"tls.ca", "tls.cert", "tls.key"};
+  const char *vals[] = {c->tls_ca, c->tls_cert, c->tls_key};
+  int set = !!vals[0][0] + !!vals[1][0] + !!vals[2][0];
+  if (set == 0) return 0;
+  for (int i = 0; i < 3; i++)
+    if (!vals[i][0]) {
+      set_err(err, errlen, "key '%s': not set, but other tls.* keys are; set tls.ca, tls.cert "
+                           "and tls.key together, or none of them", names[i]);
+      return -1;
+    }
+  char why[600];
+  int bad = tls_check_files(c->tls_ca, c->tls_cert, c->tls_key, c->advertise, why, sizeof why);
+  if (bad == 0) return 0;
+  set_err(err, errlen, "key '%s': %s", names[bad - 1], why);
+  return -1;
+}
+
+int config_has_tls(const config_t *c) { return c->tls_ca[0] != '\0'; }
+
 int config_finish(config_t *c, char *err, size_t errlen) {
   if (!c->advertise[0]) memcpy(c->advertise, c->bind, sizeof c->advertise);
   if (!ipv4_ok(c->bind)) {
@@ -733,7 +760,7 @@ int config_finish(config_t *c, char *err, size_t errlen) {
   if (strcmp(c->advertise, "0.0.0.0") == 0)
     log_warn("config", "advertise_unroutable", "advertise=%s hint=%s", c->advertise,
              "set_advertise_to_an_address_peers_can_reach");
-  return 0;
+  return config_finish_tls(c, err, errlen);
 }
 
 void config_print_defaults(FILE *out) {

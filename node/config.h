@@ -83,6 +83,10 @@ typedef struct config_s {
   int storage_scrub_interval_s;
   int storage_tombstone_ttl_s;
   int storage_debug_hooks;     /* test-only fault injection endpoints */
+  /* tls.*: PEM files of the cluster channel's TLS; all three or none (none = plain TCP) */
+  char tls_ca[512];   /* the cluster CA every peer's certificate must chain to */
+  char tls_cert[512]; /* this node's certificate, naming its advertise address */
+  char tls_key[512];  /* this node's private key */
 } config_t;
 
 /* Fill with built-in defaults. */
@@ -99,12 +103,16 @@ int config_load_env(config_t *c, char *const *envp, char *err, size_t errlen);
 int config_set(config_t *c, const char *key, const char *value, const char *origin, char *err,
                size_t errlen);
 
-/* Cross-key checks after everything is applied (e.g. advertise defaults to bind). */
+/* Cross-key checks after everything is applied (e.g. advertise defaults to bind; the tls.*
+ * files exist, match and name the advertise address). */
 int config_finish(config_t *c, char *err, size_t errlen);
 
 /* Print every key with its default and description (for `gureum config defaults`). */
 void config_print_defaults(FILE *out);
 
 int config_has_role(const config_t *c, const char *role);
+
+/* Whether the tls.* keys are set (config_finish has checked they are all set or none). */
+int config_has_tls(const config_t *c);
 
 #endif

@@ -782,7 +782,7 @@ static int control_should_bootstrap(control_t *c) {
 int control_start(control_t *c, char *err, size_t errlen) {
   node_t *n = c->node;
   const config_t *cfg = &n->cfg;
-  char dir[600], url[96];
+  char dir[600], listen_addr[80];
   snprintf(dir, sizeof dir, "%s/raft", cfg->data_dir);
   if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
     snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -792,11 +792,12 @@ int control_start(control_t *c, char *err, size_t errlen) {
                    .bind_ip = cfg->bind, .server_contexts = cfg->rpc_server_contexts,
                    .max_inflight = cfg->rpc_max_inflight,
                    .max_message = (size_t)cfg->rpc_max_message_kb * 1024,
-                   .max_skew_ms = (uint64_t)cfg->rpc_max_clock_skew_s * 1000};
+                   .max_skew_ms = (uint64_t)cfg->rpc_max_clock_skew_s * 1000,
+                   .tls = n->tls};
   c->rpc = rpc_new(c->loop, &ro, n->metrics);
   rpc_handle(c->rpc, GUREUM__MSG_TYPE__MSG_RAFT_FORWARD, control_on_forward, c);
-  snprintf(url, sizeof url, "tcp://%s:%d", cfg->bind, cfg->raft_port);
-  if (rpc_listen(c->rpc, url, err, errlen) != 0) return -1;
+  snprintf(listen_addr, sizeof listen_addr, "%s:%d", cfg->bind, cfg->raft_port);
+  if (rpc_listen(c->rpc, listen_addr, err, errlen) != 0) return -1;
   if (raft_transport_init(&c->transport, c->loop, c->rpc, n->metrics) != 0) {
     snprintf(err, errlen, "cannot set up the Raft transport");
     return -1;

@@ -275,6 +275,10 @@ static int node_start_services(node_t *n, char *err, size_t errlen) {
     free(serr);
     return -1;
   }
+  /* config_finish checked the files; both channels (RPC and Raft) share what is read here. */
+  if (config_has_tls(&n->cfg) &&
+      !(n->tls = tls_creds_load(n->cfg.tls_ca, n->cfg.tls_cert, n->cfg.tls_key, err, errlen)))
+    return -1;
   snprintf(n->rpc_addr, sizeof n->rpc_addr, "%s:%d", n->cfg.advertise, n->cfg.rpc_port);
   rpc_opts_t ro = {.name = n->cfg.name,
                    .advertise = n->rpc_addr,
@@ -283,12 +287,13 @@ static int node_start_services(node_t *n, char *err, size_t errlen) {
                    .server_contexts = n->cfg.rpc_server_contexts,
                    .max_inflight = n->cfg.rpc_max_inflight,
                    .max_message = (size_t)n->cfg.rpc_max_message_kb * 1024,
-                   .max_skew_ms = (uint64_t)n->cfg.rpc_max_clock_skew_s * 1000};
+                   .max_skew_ms = (uint64_t)n->cfg.rpc_max_clock_skew_s * 1000,
+                   .tls = n->tls};
   n->rpc = rpc_new(&n->loop, &ro, n->metrics);
   rpc_handle(n->rpc, GUREUM__MSG_TYPE__MSG_PING, node_on_ping, n);
-  char url[96];
-  snprintf(url, sizeof url, "tcp://%s:%d", n->cfg.bind, n->cfg.rpc_port);
-  if (rpc_listen(n->rpc, url, err, errlen) != 0) return -1;
+  char listen_addr[80];
+  snprintf(listen_addr, sizeof listen_addr, "%s:%d", n->cfg.bind, n->cfg.rpc_port);
+  if (rpc_listen(n->rpc, listen_addr, err, errlen) != 0) return -1;
   n->admin = admin_new(n);
   admin_route(n->admin, "POST", "/v1/roles", node_admin_roles, NULL);
   if (admin_listen(n->admin, n->cfg.bind, n->cfg.admin_port, err, errlen) != 0) return -1;
@@ -325,13 +330,15 @@ int node_run(const config_t *cfg) {
     fprintf(stderr, "gureum: %s\n", err);
     node_stop(n, 1);
   } else {
-    log_info("node", "started", "name=%s id=%s admin=%s:%d rpc=%s data=%s", n->cfg.name, n->id,
-             n->cfg.bind, n->cfg.admin_port, n->rpc_addr, n->cfg.data_dir);
+    log_info("node", "started", "name=%s id=%s admin=%s:%d rpc=%s tls=%s data=%s", n->cfg.name,
+             n->id, n->cfg.bind, n->cfg.admin_port, n->rpc_addr, n->tls ? "on" : "off",
+             n->cfg.data_dir);
   }
   uv_run(&n->loop, UV_RUN_DEFAULT);
   rc = n->exit_code;
   if (uv_loop_close(&n->loop) != 0) log_warn("node", "loop_not_empty", "%s", "");
   metrics_free(n->metrics);
+  tls_creds_release(n->tls);
   free(n);
   return rc;
 }

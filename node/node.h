@@ -24,6 +24,7 @@ typedef struct node_s {
   metrics_t *metrics;
   store_t *store;
   rpc_t *rpc;
+  tls_creds_t *tls; /* the cluster channel's certificates; NULL = plain TCP */
   admin_t *admin;
   gossip_t *gossip;
   control_t *control;

@@ -100,9 +100,8 @@ static tnode_t *mk_node(env_t *e, raft_id id, const char *secret) {
     rpc_opts_t o = {.name = "node", .advertise = n->addr, .secret = secret,
                     .server_contexts = 8, .max_skew_ms = 300000};
     n->rpc = rpc_new(&e->loop, &o, n->m);
-    char url[64], err[128];
-    snprintf(url, sizeof url, "tcp://%s", n->addr);
-    if (rpc_listen(n->rpc, url, err, sizeof err) == 0) break;
+    char err[128];
+    if (rpc_listen(n->rpc, n->addr, err, sizeof err) == 0) break;
     rpc_close(n->rpc); /* port taken by another process: try the next one */
     assert_true(attempt < 20);
   }

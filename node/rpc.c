@@ -1,4 +1,4 @@
-/* rpc.c - cluster RPC over NNG req/rep with authenticated protobuf envelopes.
+/* rpc.c - cluster RPC over NNG req/rep with authenticated protobuf envelopes, over TCP or TLS.
  * NNG completes aios on its own threads; everything user-visible is handed to the loop via loopq. */
 #include "rpc.h"
 
@@ -19,6 +19,8 @@
 enum { SLOT_RECV, SLOT_HANDLER, SLOT_SEND };
 enum { CALL_SEND, CALL_RECV };
 #define RPC_NREASONS 8 /* -ENVELOPE_E* codes plus "reply-on-server" */
+#define RPC_TLS_POLL_MS 2000 /* how often NNG's handshake statistics are read into metrics */
+enum { TLS_SIDE_IN, TLS_SIDE_OUT };
 
 /* A server context: one request at a time, so it doubles as the rpc_req_t handed to handlers. */
 struct rpc_req_s {
@@ -38,6 +40,8 @@ typedef struct rpc_handler_s {
 typedef struct rpc_peer_s {
   char addr[64];
   nng_socket sock;
+  nng_dialer dialer;
+  uint64_t tls_refused_seen; /* NNG's cumulative count, already added to the metric */
   int inflight;
   struct rpc_peer_s *next;
 } rpc_peer_t;
@@ -68,7 +72,12 @@ struct rpc_s {
   size_t max_message;
   uint64_t max_skew_ms;
   nng_socket rep;
+  nng_listener listener;
   int listening;
+  tls_creds_t *tls;          /* NULL = plain TCP */
+  uv_timer_t tls_poll;       /* reads NNG's handshake statistics (TLS only) */
+  int tls_poll_open;
+  uint64_t tls_refused_seen; /* the listener's, as for rpc_peer_t */
   rpc_req_t *slots;
   rpc_handler_t *handlers;
   size_t nhandlers;
@@ -80,6 +89,7 @@ struct rpc_s {
   metric_t *m_served, *m_calls, *m_inflight;
   metric_t *m_rejected[RPC_NREASONS];
   metric_t *m_call_err[8];
+  metric_t *m_tls_refused[2];
 };
 
 static void rpc_maybe_free(rpc_t *r);
@@ -87,7 +97,8 @@ static void rpc_maybe_free(rpc_t *r);
 const char *rpc_strerror(int status) {
   switch (status) {
   case RPC_OK: return "ok";
-  case RPC_ETIMEDOUT: return "timed out (peer down, unreachable, or it refused our frame)";
+  case RPC_ETIMEDOUT:
+    return "timed out (peer down, unreachable, or it refused our frame or TLS certificate)";
   case RPC_EBUSY: return "too many calls in flight to this peer";
   case RPC_ECLOSED: return "node is shutting down";
   case RPC_EPROTO: return "invalid reply frame";
@@ -120,7 +131,18 @@ static void rpc_init_metrics(rpc_t *r, metrics_t *m) {
     r->m_call_err[i] = metrics_counter(m, "gureum_rpc_call_errors_total", lbl,
                                        "RPC calls that failed, by error");
   }
+  static const char help[] =
+      "TLS handshakes that failed on the cluster channel: inbound = on our listener (the dialler "
+      "had no certificate from the cluster CA or no TLS, or refused ours); outbound = when we "
+      "dialled (the peer's certificate is not from the cluster CA or does not name the address "
+      "dialled, or the peer does not speak TLS)";
+  r->m_tls_refused[TLS_SIDE_IN] =
+      metrics_counter(m, "gureum_rpc_tls_refused_total", "side=\"inbound\"", help);
+  r->m_tls_refused[TLS_SIDE_OUT] =
+      metrics_counter(m, "gureum_rpc_tls_refused_total", "side=\"outbound\"", help);
 }
+
+static void rpc_tls_poll(uv_timer_t *t);
 
 rpc_t *rpc_new(uv_loop_t *loop, const rpc_opts_t *o, metrics_t *metrics) {
   rpc_t *r = calloc(1, sizeof *r);
@@ -137,6 +159,14 @@ rpc_t *rpc_new(uv_loop_t *loop, const rpc_opts_t *o, metrics_t *metrics) {
   r->max_skew_ms = o->max_skew_ms;
   r->next_id = ((uint64_t)nng_random() << 32) | nng_random();
   rpc_init_metrics(r, metrics);
+  if (o->tls) {
+    r->tls = tls_creds_hold(o->tls);
+    uv_timer_init(loop, &r->tls_poll);
+    r->tls_poll.data = r;
+    r->tls_poll_open = 1;
+    uv_timer_start(&r->tls_poll, rpc_tls_poll, RPC_TLS_POLL_MS, RPC_TLS_POLL_MS);
+    uv_unref((uv_handle_t *)&r->tls_poll); /* statistics alone never keep the loop alive */
+  }
   return r;
 }
 
@@ -151,6 +181,69 @@ void rpc_handle(rpc_t *r, uint32_t type, rpc_handler_fn fn, void *arg) {
   if (!h) abort();
   r->handlers = h;
   h[r->nhandlers++] = (rpc_handler_t){type, fn, arg};
+}
+
+void rpc_url(const rpc_t *r, const char *addr, char *out, size_t outlen) {
+  snprintf(out, outlen, "%s://%s", r->tls ? "tls+tcp" : "tcp", addr);
+}
+
+int rpc_tls(const rpc_t *r) { return r->tls != NULL; }
+
+/* ---- TLS handshake statistics ---- */
+
+/* NNG refuses a bad handshake before any pipe exists, so no callback of ours sees it; its
+ * per-listener and per-dialer "auth" statistics do count them. */
+static uint64_t rpc_stat_auth(nng_stat *item) {
+  nng_stat *s = nng_stat_find(item, "auth");
+  return s ? nng_stat_value(s) : 0;
+}
+
+/* Is there a power of two in (before, now]? */
+static int rpc_crossed_pow2(int64_t before, int64_t now) {
+  for (int64_t p = 1; p > 0 && p <= now; p <<= 1)
+    if (p > before) return 1;
+  return 0;
+}
+
+static void rpc_tls_count(rpc_t *r, int side, uint64_t now, uint64_t *seen) {
+  if (now <= *seen) return;
+  int64_t delta = (int64_t)(now - *seen);
+  *seen = now;
+  metric_add(r->m_tls_refused[side], delta);
+  /* Logged on powers of two, like rejected frames: a flood cannot flood the log. */
+  int64_t n = metric_value(r->m_tls_refused[side]);
+  if (rpc_crossed_pow2(n - delta, n))
+    log_warn("rpc", "tls_handshake_refused", "side=%s total=%lld hint=%s",
+             side == TLS_SIDE_IN ? "inbound" : "outbound", (long long)n,
+             side == TLS_SIDE_IN ? "a_dialler_has_no_certificate_from_the_cluster_ca"
+                                 : "a_peer_certificate_is_not_from_the_cluster_ca_or_its_ip");
+}
+
+/* One pass over the snapshot's top level, where NNG puts every listener and dialer. Matched by
+ * their "id" child: nng_stat_find_listener/_dialer in NNG 1.5.2 return the first listener or
+ * dialer whatever the id. */
+static void rpc_tls_poll(uv_timer_t *t) {
+  rpc_t *r = t->data;
+  nng_stat *st;
+  if (atomic_load(&r->closing) || nng_stats_get(&st) != 0) return;
+  int lid = r->listening ? nng_listener_id(r->listener) : -1;
+  for (nng_stat *item = nng_stat_child(st); item; item = nng_stat_next(item)) {
+    const char *kind = nng_stat_name(item);
+    int listener = strcmp(kind, "listener") == 0;
+    if (!listener && strcmp(kind, "dialer") != 0) continue;
+    nng_stat *idst = nng_stat_find(item, "id");
+    int id = idst ? (int)nng_stat_value(idst) : -1;
+    if (listener && id == lid) {
+      rpc_tls_count(r, TLS_SIDE_IN, rpc_stat_auth(item), &r->tls_refused_seen);
+      continue;
+    }
+    for (rpc_peer_t *p = r->peers; !listener && p; p = p->next)
+      if (nng_dialer_id(p->dialer) == id) {
+        rpc_tls_count(r, TLS_SIDE_OUT, rpc_stat_auth(item), &p->tls_refused_seen);
+        break;
+      }
+  }
+  nng_stats_free(st);
 }
 
 /* ---- framing helpers ---- */
@@ -283,7 +376,19 @@ void rpc_reply(rpc_req_t *s, uint32_t status, const char *errmsg, const void *pa
   nng_ctx_send(s->ctx, s->aio);
 }
 
-int rpc_listen(rpc_t *r, const char *url, char *err, size_t errlen) {
+/* Our certificate, and a peer's checked against the cluster CA before any frame is read. */
+static int rpc_listen_tls(rpc_t *r) {
+  nng_tls_config *cfg;
+  int rv = tls_nng_config(r->tls, 1, NULL, &cfg);
+  if (rv != 0) return rv;
+  rv = nng_listener_set_ptr(r->listener, NNG_OPT_TLS_CONFIG, cfg);
+  nng_tls_config_free(cfg); /* the listener holds it */
+  return rv;
+}
+
+int rpc_listen(rpc_t *r, const char *addr, char *err, size_t errlen) {
+  char url[96];
+  rpc_url(r, addr, url, sizeof url);
   int rv;
   if ((rv = nng_rep0_open(&r->rep)) != 0) goto fail;
   nng_socket_set_size(r->rep, NNG_OPT_RECVMAXSZ, r->max_message);
@@ -296,7 +401,9 @@ int rpc_listen(rpc_t *r, const char *url, char *err, size_t errlen) {
     if ((rv = nng_aio_alloc(&s->aio, rpc_slot_cb, s)) != 0) goto fail;
     if ((rv = nng_ctx_open(&s->ctx, r->rep)) != 0) goto fail;
   }
-  if ((rv = nng_listen(r->rep, url, NULL, 0)) != 0) goto fail;
+  if ((rv = nng_listener_create(&r->listener, r->rep, url)) != 0) goto fail;
+  if (r->tls && (rv = rpc_listen_tls(r)) != 0) goto fail;
+  if ((rv = nng_listener_start(r->listener, 0)) != 0) goto fail;
   for (int i = 0; i < r->nslots; i++) nng_ctx_recv(r->slots[i].ctx, r->slots[i].aio);
   return 0;
 fail:
@@ -305,6 +412,20 @@ fail:
 }
 
 /* ---- client ---- */
+
+/* A dialer checks that the peer's certificate names the IP it dialled (see tls_issue). */
+static int rpc_dial_tls(rpc_t *r, nng_dialer d, const char *addr) {
+  char ip[64];
+  const char *colon = strrchr(addr, ':');
+  size_t n = colon ? (size_t)(colon - addr) : strlen(addr);
+  snprintf(ip, sizeof ip, "%.*s", (int)n, addr);
+  nng_tls_config *cfg;
+  int rv = tls_nng_config(r->tls, 0, ip, &cfg);
+  if (rv != 0) return rv;
+  rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
+  nng_tls_config_free(cfg); /* the dialer holds it */
+  return rv;
+}
 
 static rpc_peer_t *rpc_peer_get(rpc_t *r, const char *addr) {
   for (rpc_peer_t *p = r->peers; p; p = p->next)
@@ -322,9 +443,11 @@ static rpc_peer_t *rpc_peer_get(rpc_t *r, const char *addr) {
   nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 50);
   nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 1000);
   char url[96];
-  snprintf(url, sizeof url, "tcp://%s", addr);
+  rpc_url(r, addr, url, sizeof url);
   nng_dialer d;
   int rv = nng_dialer_create(&d, p->sock, url);
+  if (rv == 0 && r->tls && (rv = rpc_dial_tls(r, d, addr)) != 0)
+    log_error("rpc", "tls_config_failed", "peer=%s error=\"%s\"", addr, nng_strerror(rv));
   /* Dial from our own address: peers (and firewalls) then see the node's real address, not
    * whatever source the kernel picks on a multi-homed host. */
   if (rv == 0 && r->bind_ip[0] && strcmp(r->bind_ip, "0.0.0.0") != 0) {
@@ -338,6 +461,7 @@ static rpc_peer_t *rpc_peer_get(rpc_t *r, const char *addr) {
     free(p);
     return NULL;
   }
+  p->dialer = d;
   p->next = r->peers;
   r->peers = p;
   return p;
@@ -469,15 +593,23 @@ int rpc_call(rpc_t *r, const char *peer, uint32_t type, const void *payload, siz
 /* ---- shutdown ---- */
 
 static void rpc_maybe_free(rpc_t *r) {
-  if (!r->q && r->outstanding == 0 && atomic_load(&r->closing)) {
+  if (!r->q && r->outstanding == 0 && !r->tls_poll_open && atomic_load(&r->closing)) {
+    tls_creds_release(r->tls);
     free(r->slots);
     free(r->handlers);
     free(r);
   }
 }
 
+static void rpc_tls_poll_closed(uv_handle_t *h) {
+  rpc_t *r = h->data;
+  r->tls_poll_open = 0;
+  rpc_maybe_free(r);
+}
+
 void rpc_close(rpc_t *r) {
   if (!r || atomic_exchange(&r->closing, 1)) return;
+  if (r->tls_poll_open) uv_close((uv_handle_t *)&r->tls_poll, rpc_tls_poll_closed);
   if (r->listening) {
     nng_close(r->rep);
     for (int i = 0; i < r->nslots; i++) {

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "metrics.h"
+#include "tls.h"
 
 typedef struct rpc_s rpc_t;
 typedef struct rpc_req_s rpc_req_t;
@@ -22,12 +23,14 @@ typedef struct rpc_opts_s {
   int max_inflight;        /* outstanding calls per peer */
   size_t max_message;      /* bytes */
   uint64_t max_skew_ms;    /* 0 = no clock check */
+  tls_creds_t *tls;        /* NULL: tcp://; else tls+tcp:// with mutual authentication against
+                            * the cluster CA (rpc_new takes its own hold) */
 } rpc_opts_t;
 
 /* Completion status of a call (0 = success). */
 enum {
   RPC_OK = 0,
-  RPC_ETIMEDOUT = -1, /* no reply in time: peer down, unreachable, or refused our frame */
+  RPC_ETIMEDOUT = -1, /* no reply in time: peer down, unreachable, or refused our frame or cert */
   RPC_EBUSY = -2,     /* too many calls in flight to that peer */
   RPC_ECLOSED = -3,   /* this node is shutting down */
   RPC_EPROTO = -4,    /* the reply was not a valid frame */
@@ -43,8 +46,13 @@ typedef void (*rpc_done_fn)(void *arg, int status, const char *errmsg, const uin
                             size_t len);
 
 rpc_t *rpc_new(uv_loop_t *loop, const rpc_opts_t *opts, metrics_t *metrics);
-/* url like "tcp://127.0.0.1:7071". Returns 0 or a negative NNG error. */
-int rpc_listen(rpc_t *r, const char *url, char *err, size_t errlen);
+/* Listen on "IP:PORT" (the scheme follows opts.tls). Returns 0 or a negative NNG error. */
+int rpc_listen(rpc_t *r, const char *addr, char *err, size_t errlen);
+
+/* The one place cluster URLs are made: "tcp://ADDR" or "tls+tcp://ADDR" for "IP:PORT". */
+void rpc_url(const rpc_t *r, const char *addr, char *out, size_t outlen);
+/* Whether this channel runs over TLS. */
+int rpc_tls(const rpc_t *r);
 /* Register the handler for a message type (gureum.MsgType). */
 void rpc_handle(rpc_t *r, uint32_t type, rpc_handler_fn fn, void *arg);
 

@@ -1,5 +1,6 @@
 /* rpc_test.c - unit tests of the cluster RPC with real NNG sockets on loopback: round trips,
- * concurrency, deadlines, back-pressure, refusal of strangers, reconnection and shutdown. */
+ * concurrency, deadlines, back-pressure, refusal of strangers, reconnection and shutdown, and
+ * the same channel over TLS (mutual authentication against a cluster CA). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,9 +23,12 @@ typedef struct env_s {
   uv_loop_t loop;
   metrics_t *m;
   rpc_t *a, *b;
+  rpc_t *extra; /* a third party a test made; closed by the teardown even when the test fails */
   char a_addr[32], b_addr[32];
   int handled;
-  rpc_req_t *held;
+  rpc_req_t *held;        /* the last request T_NEVER held */
+  rpc_req_t *held_all[8]; /* every one, so a test can answer them all */
+  int nheld;
   int done, ok, errs[8];
   char last_err[128];
   char last_payload[64];
@@ -39,21 +43,26 @@ static int base_port(void) {
   return next;
 }
 
-static rpc_t *mk(env_t *e, const char *name, const char *secret, char *addr, int inflight,
-                 int listen) {
+static rpc_t *mk_with(env_t *e, const char *name, const char *secret, char *addr, int inflight,
+                      int listen, tls_creds_t *tls) {
   for (int attempt = 0;; attempt++) {
     snprintf(addr, 32, "127.0.0.1:%d", base_port());
     rpc_opts_t o = {.name = name, .advertise = addr, .secret = secret, .server_contexts = 8,
-                    .max_inflight = inflight, .max_message = 1 << 20, .max_skew_ms = 300000};
+                    .max_inflight = inflight, .max_message = 1 << 20, .max_skew_ms = 300000,
+                    .tls = tls};
     rpc_t *r = rpc_new(&e->loop, &o, e->m);
     if (!listen) return r;
-    char url[64], err[128];
-    snprintf(url, sizeof url, "tcp://%s", addr);
-    int rv = rpc_listen(r, url, err, sizeof err);
+    char err[128];
+    int rv = rpc_listen(r, addr, err, sizeof err);
     if (rv == 0) return r;
     rpc_close(r); /* port taken by another process: try the next one */
     assert_true(attempt < 20);
   }
+}
+
+static rpc_t *mk(env_t *e, const char *name, const char *secret, char *addr, int inflight,
+                 int listen) {
+  return mk_with(e, name, secret, addr, inflight, listen, NULL);
 }
 
 static void on_echo(rpc_req_t *q, void *arg) {
@@ -85,6 +94,7 @@ static void on_never(rpc_req_t *q, void *arg) {
   env_t *e = arg;
   e->handled++;
   e->held = q;
+  if (e->nheld < 8) e->held_all[e->nheld++] = q;
 }
 
 static int setup(void **state) {
@@ -107,6 +117,7 @@ static int teardown(void **state) {
   env_t *e = *state;
   if (e->a) rpc_close(e->a);
   if (e->b) rpc_close(e->b);
+  if (e->extra) rpc_close(e->extra);
   uv_run(&e->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&e->loop), 0);
   metrics_free(e->m);
@@ -229,9 +240,8 @@ static void test_reconnect(void **state) {
   rpc_opts_t o = {.name = "late", .advertise = addr, .secret = "secret-one", .max_skew_ms = 300000};
   rpc_t *d = rpc_new(&e->loop, &o, e->m);
   rpc_handle(d, T_ECHO, on_echo, e);
-  char url[64], err[128];
-  snprintf(url, sizeof url, "tcp://%s", addr);
-  assert_int_equal(rpc_listen(d, url, err, sizeof err), 0);
+  char err[128];
+  assert_int_equal(rpc_listen(d, addr, err, sizeof err), 0);
   assert_int_equal(rpc_call(e->a, addr, T_ECHO, "up", 2, 3000, on_done, e), 0);
   wait_done(e, 2);
   assert_int_equal(e->ok, 1);
@@ -249,7 +259,152 @@ static void test_close_inflight(void **state) {
   e->a = NULL;
   assert_int_equal(e->done, 5);
   assert_int_equal(e->errs[-RPC_ECLOSED], 5);
-  if (e->held) rpc_reply(e->held, 0, NULL, NULL, 0);
+  /* Every request b got before a closed is still held: answer them, or b is never freed. */
+  for (int i = 0; i < e->nheld; i++) rpc_reply(e->held_all[i], 0, NULL, NULL, 0);
+}
+
+/* ---- TLS ---- */
+
+/* Certificates for the TLS tests, made once: the cluster's CA with two nodes on 127.0.0.1 and
+ * one whose certificate names another address, and a second CA with a node of its own. */
+static struct {
+  char root[64];
+  tls_creds_t *a, *b, *elsewhere, *stranger;
+} certs;
+
+static tls_creds_t *issue_creds(const char *dir, const char *name, const char *ip) {
+  tls_issue_opts_t o = {.dir = dir, .name = name, .days = 2, .nips = 1};
+  o.ips[0] = ip;
+  tls_paths_t p;
+  char err[512] = "";
+  if (tls_issue(&o, &p, err, sizeof err) != TLS_OK) fail_msg("tls_issue: %s", err);
+  tls_creds_t *c = tls_creds_load(p.ca, p.cert, p.key, err, sizeof err);
+  assert_non_null(c);
+  return c;
+}
+
+static int group_setup(void **state) {
+  (void)state;
+  char one[96], two[96], err[512] = "";
+  tls_paths_t p;
+  snprintf(certs.root, sizeof certs.root, "/tmp/gureum-rpc-test-XXXXXX");
+  assert_non_null(mkdtemp(certs.root));
+  snprintf(one, sizeof one, "%s/one", certs.root);
+  snprintf(two, sizeof two, "%s/two", certs.root);
+  assert_int_equal(tls_make_ca(one, 2, 0, &p, err, sizeof err), TLS_OK);
+  assert_int_equal(tls_make_ca(two, 2, 0, &p, err, sizeof err), TLS_OK);
+  certs.a = issue_creds(one, "a", "127.0.0.1");
+  certs.b = issue_creds(one, "b", "127.0.0.1");
+  certs.elsewhere = issue_creds(one, "elsewhere", "127.0.0.2");
+  certs.stranger = issue_creds(two, "stranger", "127.0.0.1");
+  return 0;
+}
+
+static int group_teardown(void **state) {
+  (void)state;
+  tls_creds_release(certs.a);
+  tls_creds_release(certs.b);
+  tls_creds_release(certs.elsewhere);
+  tls_creds_release(certs.stranger);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", certs.root);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static int setup_tls(void **state) {
+  env_t *e = calloc(1, sizeof *e);
+  uv_loop_init(&e->loop);
+  e->m = metrics_new();
+  e->a = mk_with(e, "a", "secret-one", e->a_addr, 256, 1, certs.a);
+  e->b = mk_with(e, "b", "secret-one", e->b_addr, 256, 1, certs.b);
+  rpc_handle(e->a, T_ECHO, on_echo, e);
+  rpc_handle(e->b, T_ECHO, on_echo, e);
+  *state = e;
+  return 0;
+}
+
+/* Run the loop until the metric exceeds `above` or 6 s passed (NNG's statistics are read every
+ * 2 s); returns its value. */
+static int64_t wait_metric(env_t *e, const char *labels, int64_t above) {
+  uint64_t end = uv_hrtime() + 6000000000ull;
+  int64_t v;
+  while ((v = metric_of(e->m, "gureum_rpc_tls_refused_total", labels)) <= above &&
+         uv_hrtime() < end)
+    uv_run(&e->loop, UV_RUN_NOWAIT), usleep(1000);
+  return v;
+}
+
+static void test_tls_round_trip(void **state) {
+  env_t *e = *state;
+  char url[96];
+  rpc_url(e->a, e->b_addr, url, sizeof url);
+  assert_string_equal(strstr(url, "tls+tcp://127.0.0.1:"), url);
+  assert_true(rpc_tls(e->a));
+  assert_int_equal(rpc_call(e->a, e->b_addr, T_ECHO, "over tls", 8, 3000, on_done, e), 0);
+  wait_done(e, 1);
+  assert_int_equal(e->ok, 1);
+  assert_string_equal(e->last_payload, "over tls");
+  assert_int_equal(rpc_call(e->b, e->a_addr, T_ECHO, "back", 4, 3000, on_done, e), 0);
+  wait_done(e, 2);
+  assert_int_equal(e->ok, 2);
+  for (int i = 0; i < 50; i++)
+    assert_int_equal(rpc_call(e->a, e->b_addr, T_ECHO, "x", 1, 3000, on_done, e), 0);
+  wait_done(e, 52);
+  assert_int_equal(e->ok, 52);
+  assert_int_equal(metric_of(e->m, "gureum_rpc_tls_refused_total", "side=\"inbound\""), 0);
+}
+
+/* A certificate from another CA: the handshake fails, nothing is executed, and the refusal is
+ * counted (with the right secret, so only TLS keeps it out). */
+static void test_tls_other_ca_refused(void **state) {
+  env_t *e = *state;
+  char addr[32];
+  rpc_t *c = e->extra = mk_with(e, "stranger", "secret-one", addr, 16, 1, certs.stranger);
+  rpc_handle(c, T_ECHO, on_echo, e);
+  assert_int_equal(rpc_call(c, e->b_addr, T_ECHO, "evil", 4, 500, on_done, e), 0);
+  wait_done(e, 1);
+  assert_int_equal(e->errs[-RPC_ETIMEDOUT], 1);
+  assert_int_equal(e->handled, 0);
+  assert_true(wait_metric(e, "side=\"inbound\"", 0) > 0);
+  /* Nor do we accept its certificate when we dial it. */
+  assert_int_equal(rpc_call(e->a, addr, T_ECHO, "hello?", 6, 500, on_done, e), 0);
+  wait_done(e, 2);
+  assert_int_equal(e->errs[-RPC_ETIMEDOUT], 2);
+  assert_int_equal(e->handled, 0);
+  assert_true(wait_metric(e, "side=\"outbound\"", 0) > 0);
+}
+
+/* A node without TLS cannot reach a TLS node, and the other way round. */
+static void test_tls_plain_refused(void **state) {
+  env_t *e = *state;
+  char addr[32];
+  rpc_t *c = e->extra = mk(e, "plain", "secret-one", addr, 16, 1);
+  rpc_handle(c, T_ECHO, on_echo, e);
+  int64_t in = metric_of(e->m, "gureum_rpc_tls_refused_total", "side=\"inbound\"");
+  assert_int_equal(rpc_call(c, e->b_addr, T_ECHO, "plain", 5, 500, on_done, e), 0);
+  assert_int_equal(rpc_call(e->a, addr, T_ECHO, "tls", 3, 500, on_done, e), 0);
+  wait_done(e, 2);
+  assert_int_equal(e->errs[-RPC_ETIMEDOUT], 2);
+  assert_int_equal(e->handled, 0);
+  assert_true(wait_metric(e, "side=\"inbound\"", in) > in);
+}
+
+/* A certificate from the right CA that names another address is refused by the dialler: a
+ * stolen node certificate only works at its own address. */
+static void test_tls_wrong_address_refused(void **state) {
+  env_t *e = *state;
+  char addr[32];
+  rpc_t *c = e->extra = mk_with(e, "elsewhere", "secret-one", addr, 16, 1, certs.elsewhere);
+  rpc_handle(c, T_ECHO, on_echo, e);
+  assert_int_equal(rpc_call(e->a, addr, T_ECHO, "x", 1, 500, on_done, e), 0);
+  wait_done(e, 1);
+  assert_int_equal(e->errs[-RPC_ETIMEDOUT], 1);
+  assert_int_equal(e->handled, 0);
+  assert_true(wait_metric(e, "side=\"outbound\"", 0) > 0);
+  /* It can still call us: a client's certificate must chain to the CA, not name its IP. */
+  assert_int_equal(rpc_call(c, e->b_addr, T_ECHO, "y", 1, 3000, on_done, e), 0);
+  wait_done(e, 2);
+  assert_int_equal(e->ok, 1);
 }
 
 int main(void) {
@@ -263,6 +418,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_address, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_inflight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tls_round_trip, setup_tls, teardown),
+      cmocka_unit_test_setup_teardown(test_tls_other_ca_refused, setup_tls, teardown),
+      cmocka_unit_test_setup_teardown(test_tls_plain_refused, setup_tls, teardown),
+      cmocka_unit_test_setup_teardown(test_tls_wrong_address_refused, setup_tls, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gossip.h"
 #include "layout.h"
@@ -17,6 +18,7 @@
 #define REPAIR_CHUNK OBJ_BLOCK_SIZE
 #define REPAIR_HINT_PERIOD_MS 1000
 #define REPAIR_SCRUB_PAGE 64
+#define REPAIR_DROP_AFTER_MS 10000 /* a layout this still is known everywhere */
 
 typedef struct repair_hint_s {
   char name[64];
@@ -62,6 +64,8 @@ struct repair_s {
   uint64_t move_version;
   uint8_t must_pull[32], pulled[32];
   uint64_t move_started_ms;
+  uint64_t layout_changed_ms;
+  uint64_t gc_last_ms;
   int reported;
   /* anti-entropy */
   int ae_running, ae_pending;
@@ -461,12 +465,39 @@ typedef struct {
   char name[64];
 } repair_peer_t;
 
+static void gc_done(void *arg, obj_status_t st, uint64_t removed) {
+  repair_t *r = arg;
+  if (st == OBJ_OK && removed) log_info("repair", "tombstones_purged", "count=%llu", (unsigned long long)removed);
+  r->live--;
+  repair_maybe_free(r);
+}
+
+/* Tombstones older than storage.tombstone_ttl_s have reached every replica by now (anti-entropy
+ * runs far more often): forget them, at most once a minute. */
+static void gc_tombstones(repair_t *r) {
+  if (r->closing || now_ms(r) - r->gc_last_ms < 60000) return;
+  r->gc_last_ms = now_ms(r);
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  uint64_t wall_ms = (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+  uint64_t ttl_ms = (uint64_t)r->node->cfg.storage_tombstone_ttl_s * 1000;
+  if (wall_ms <= ttl_ms) return;
+  r->live++;
+  obj_gc_tombstones(r->obj, wall_ms - ttl_ms, gc_done, r);
+}
+
 static void ae_finish(repair_t *r) {
+  gc_tombstones(r);
   r->ae_running = 0;
   r->ae_rounds++;
   r->ae_last_ms = now_ms(r);
   r->live--;
   repair_maybe_free(r);
+}
+
+static void dropped(void *arg, obj_status_t st) {
+  if (st != OBJ_OK) log_warn("repair", "partition_drop_failed", "err=%s", obj_strerror(st));
+  (void)arg;
 }
 
 static void ae_local_done(void *arg, obj_status_t st, const obj_digests_t *d) {
@@ -478,15 +509,20 @@ static void ae_local_done(void *arg, obj_status_t st, const obj_digests_t *d) {
   if (!r->digests) r->digests = malloc(sizeof *r->digests);
   if (!r->digests) abort();
   *r->digests = *d;
-  /* Partitions that moved away for good (no longer owner or previous owner) are dropped. */
+  /* Partitions that moved away for good (no longer owner or previous owner) are dropped - but
+   * only once the layout has been still for a while: a coordinator with a newer layout than ours
+   * may be writing to us in a partition our older copy of the layout does not give us. */
   const Gureum__Layout *l = layout_mgr_current(r->lm);
-  for (uint32_t p = 0; l && p < OBJ_PARTITIONS; p++)
-    if (d->records[p] && !holds(r, p) && layout_node(l, self_name(r)) && !r->closing) {
+  uint64_t still = (uint64_t)r->node->cfg.storage_sync_interval_s * 3000;
+  if (still < REPAIR_DROP_AFTER_MS) still = REPAIR_DROP_AFTER_MS;
+  int may_drop = l && layout_node(l, self_name(r)) && now_ms(r) - r->layout_changed_ms >= still;
+  for (uint32_t p = 0; may_drop && p < OBJ_PARTITIONS; p++)
+    if (d->records[p] && !holds(r, p) && !r->closing) {
       log_info("repair", "partition_dropped", "partition=%u records=%llu", p,
                (unsigned long long)d->records[p]);
       r->dropped_partitions++;
       r->digests->records[p] = r->digests->objects[p] = r->digests->bytes[p] = 0;
-      obj_partition_drop(r->obj, p, NULL, NULL);
+      obj_partition_drop(r->obj, p, dropped, r);
     }
   /* The rest: every peer's digests against ours, for the partitions we both hold. */
   r->ae_pending = 1;
@@ -652,6 +688,7 @@ static void on_sync(replica_req_t *q, const uint8_t *payload, size_t len, void *
 
 static void on_layout(const Gureum__Layout *l, void *arg) {
   repair_t *r = arg;
+  r->layout_changed_ms = now_ms(r);
   if (!l || r->closing) return;
   if (l->version != r->move_version) {
     uint8_t must[32] = {0};

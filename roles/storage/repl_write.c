@@ -250,6 +250,18 @@ static void writer_abort_send(repl_writer_t *w) {
   send_end(w, 0);
 }
 
+/* Which copies a failed write had, so an operator can tell a dead node from a layout problem. */
+static void log_quorum_lost(const repl_writer_t *w, const int *ok) {
+  char who[512] = "";
+  size_t at = 0;
+  for (size_t i = 0; i < w->fan->n && at < sizeof who - 100; i++)
+    at += (size_t)snprintf(who + at, sizeof who - at, "%s%s%s%s:%s", at ? "," : "", w->fan->t[i].name,
+                           w->fan->t[i].owner ? "" : "(prev)", w->fan->t[i].prev && w->fan->t[i].owner ? "(+prev)" : "",
+                           ok[i] ? "ok" : "failed");
+  log_warn("repl", "write_no_quorum", "bucket=%s key=%s partition=%u copies=%s", w->meta->bucket,
+           w->meta->key, w->fan->partition, who);
+}
+
 static void writer_round(repl_fan_t *f) {
   repl_writer_t *w = f->arg;
   int ok[REPL_MAX_TARGETS], nprecond;
@@ -271,6 +283,7 @@ static void writer_round(repl_fan_t *f) {
     return;
   }
   if (!quorum) {
+    if (!nprecond) log_quorum_lost(w, ok);
     writer_fail(w, nprecond ? OBJ_EPRECOND : OBJ_EUNAVAIL);
     return;
   }
