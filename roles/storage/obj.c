@@ -414,12 +414,16 @@ static obj_status_t writer_record(obj_writer_t *w, const char *etag) {
   obj_engine_t *e = w->op.o->eng;
   if (w->kind == OBJ_W_PUT) {
     Gureum__ObjectMeta m = *w->meta;
+    /* A copy of an existing version (repair pulls one, identity and ETag given) keeps its ETag
+     * and part count: a multipart object stays "-N" everywhere. Its bytes land in one extent
+     * here, so part sizes (partNumber reads) are not kept on such a copy. */
+    int copy = m.ts_us && m.etag && *m.etag;
     m.size = w->size;
-    m.etag = (char *)etag;
+    if (!copy || strcmp(m.etag, etag) == 0 || m.parts_count == 0) m.etag = (char *)etag;
     m.data_id.data = w->id;
     m.data_id.len = OBJ_ID_LEN;
     m.block_size = OBJ_BLOCK_SIZE;
-    m.parts_count = 0;
+    if (!copy) m.parts_count = 0;
     m.n_part_sizes = 0;
     m.part_sizes = NULL;
     m.delete_marker = 0;
