@@ -88,6 +88,7 @@ bench: build
 	GUREUM_BIN=$(CURDIR)/$(BUILD)/gureum .venv/bin/python cluster-test/bench/gossip_bench.py
 	GUREUM_BIN=$(CURDIR)/$(BUILD)/gureum .venv/bin/python cluster-test/bench/raft_bench.py
 	GUREUM_BIN=$(CURDIR)/$(BUILD)/gureum .venv/bin/python cluster-test/bench/s3_bench.py
+	GUREUM_BIN=$(CURDIR)/$(BUILD)/gureum .venv/bin/python cluster-test/bench/repl_bench.py
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -74,7 +74,7 @@ static const key_desc_t keys[] = {
     K_INT("rpc.timeout_ms", rpc_timeout_ms, 10, 600000, "2000", "default per-call deadline"),
     K_INT("rpc.max_inflight", rpc_max_inflight, 1, 65536, "256",
           "outstanding calls per peer before callers get EBUSY"),
-    K_INT("rpc.server_contexts", rpc_server_contexts, 1, 1024, "16",
+    K_INT("rpc.server_contexts", rpc_server_contexts, 1, 1024, "64",
           "requests served concurrently"),
     K_INT("rpc.max_message_kb", rpc_max_message_kb, 1, 1048576, "16384",
           "larger frames are refused"),

@@ -103,7 +103,7 @@ static void fan_reply(void *arg, int status, const char *errmsg, const uint8_t *
   if (status == RPC_OK) {
     f->reply[i] = malloc(len ? len : 1);
     if (f->reply[i]) {
-      memcpy(f->reply[i], payload, len);
+      if (len) memcpy(f->reply[i], payload, len);
       f->rlen[i] = len;
     } else {
       f->st[i] = RPC_ENOMEM;

@@ -39,6 +39,7 @@ struct repl_writer_s {
   void *carg;
   obj_status_t err; /* sticky */
   int busy, committing, aborted;
+  int deferred; /* writer_wrote is queued: an abort meanwhile is finished there */
 };
 
 static void writer_free(repl_writer_t *w) {
@@ -320,6 +321,11 @@ static void writer_fail(repl_writer_t *w, obj_status_t st) {
 
 static void writer_wrote(void *arg) {
   repl_writer_t *w = arg;
+  w->deferred = 0;
+  if (w->aborted) {
+    writer_abort_send(w);
+    return;
+  }
   obj_done_fn cb = w->wcb;
   w->wcb = NULL;
   if (cb) cb(w->warg, w->err);
@@ -348,6 +354,7 @@ static void writer_take(repl_writer_t *w) {
     }
   }
   /* Like the local layer, never call back from inside repl_write. */
+  w->deferred = 1;
   repl_defer(w->r, writer_wrote, w);
 }
 
@@ -356,6 +363,7 @@ void repl_write(repl_writer_t *w, const void *data, size_t len, obj_done_fn cb, 
   w->wcb = cb;
   w->warg = arg;
   if (w->err) {
+    w->deferred = 1;
     repl_defer(w->r, writer_wrote, w);
     return;
   }
@@ -393,6 +401,6 @@ void repl_put_abort(repl_writer_t *w) {
   w->aborted = 1;
   w->ccb = NULL;
   w->wcb = NULL;
-  if (w->busy) return; /* the round in flight sees `aborted` */
+  if (w->busy || w->deferred) return; /* the round in flight or writer_wrote sees `aborted` */
   writer_abort_send(w);
 }
