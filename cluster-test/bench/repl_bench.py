@@ -137,7 +137,9 @@ def fill(s3, total):
     return total // (16 * MiB)
 
 
-def settled_with(nodes, want):
+def settled_with(nodes, copies):
+    """The layout is over `nodes`, nothing moves, anti-entropy finds nothing, and the nodes hold
+    `copies` object copies in all (objects x 3)."""
     def ok():
         for n in nodes:
             n.cli("storage", "sync")
@@ -145,8 +147,9 @@ def settled_with(nodes, want):
         by = {x["name"]: x for x in st["nodes"]}
         if st["rebalance"]["moving_partitions"] or sorted(by) != sorted(n.name for n in nodes):
             return False
-        return all(by[n.name].get("objects", -1) >= want and
-                   by[n.name].get("antientropy", {}).get("differing", 1) == 0 for n in nodes)
+        if any(by[n.name].get("antientropy", {}).get("differing", 1) != 0 for n in nodes):
+            return False
+        return sum(by[n.name].get("objects", 0) for n in nodes) == copies
     return ok
 
 
@@ -160,8 +163,8 @@ def repair_rates(args, workdir):
     nodes, key, s3 = cluster(workdir, ips, env)
     try:
         count = fill(s3, total)
-        settle = settled_with(nodes, count * 3 // 4)
-        harness.wait_for(settle, 300, "the data to spread", interval=1)
+        harness.wait_for(settled_with(nodes, count * 3), 300, "three copies of the data",
+                         interval=1)
         victim = nodes[3]
         victim.kill()
         t0 = time.monotonic()
@@ -170,7 +173,7 @@ def repair_rates(args, workdir):
                          sorted(n.name for n in live), 60, "the layout to drop the dead node",
                          interval=0.2)
         t_drop = time.monotonic() - t0
-        harness.wait_for(settled_with(live, count), 600, "three copies again", interval=1)
+        harness.wait_for(settled_with(live, count * 3), 600, "three copies again", interval=1)
         t_all = time.monotonic() - t0
         res["rereplicate_s"] = t_all
         res["rereplicate_after_drop_s"] = t_all - t_drop
@@ -184,14 +187,14 @@ def repair_rates(args, workdir):
     nodes, key, s3 = cluster(workdir, ips, env)
     try:
         count = fill(s3, total)
-        harness.wait_for(settled_with(nodes, count), 300, "the data on all three", interval=1)
+        harness.wait_for(settled_with(nodes, count * 3), 300, "the data on all three", interval=1)
         n4 = harness.Node(workdir, "b34", "127.0.90.34", seeds=[f"{ips[0]}:7071"], env=env)
         s3_bench.NODES.append(n4)
         t0 = time.monotonic()
         n4.start().wait_ready(20)
         everyone = nodes + [n4]
-        harness.wait_for(settled_with(everyone, count * 3 // 4 - count // 8), 600,
-                         "the rebalance to settle", interval=0.5)
+        harness.wait_for(settled_with(everyone, count * 3), 600, "the rebalance to settle",
+                         interval=0.5)
         dt = time.monotonic() - t0
         me = [x for x in status(nodes[0])["nodes"] if x["name"] == n4.name][0]
         pulled = me.get("pulled_bytes", 0)
@@ -211,12 +214,16 @@ def main():
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--only-repair", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
         args.duration, args.reps = min(args.duration, 3), 1
     load, tool = (s3_bench.run_wrk, "wrk") if s3_bench.WRK else (s3_bench.run_python, "python")
     workdir = tempfile.mkdtemp(prefix="repl-bench-")
     rows = []
+    if args.only_repair:
+        print(json.dumps(repair_rates(args, workdir)))
+        return
     try:
         for label, ips in (("1 node, 1 copy", ["127.0.90.1"]),
                            ("3 nodes, 3 copies", [f"127.0.90.{11 + i}" for i in range(3)])):
