@@ -34,6 +34,18 @@ static int looks_alive(const repl_t *r, const repl_target_t *t) {
   return 1; /* unknown to gossip yet: try it */
 }
 
+/* Another member (alive or suspect) serves storage. */
+static int others_store(const repl_t *r) {
+  if (!r->node->gossip) return 0;
+  for (size_t i = 0, n = gossip_count(r->node->gossip); i < n; i++) {
+    const member_t *m = gossip_member(r->node->gossip, i);
+    if (m->is_self || (m->state != MEMBER_STATE_ALIVE && m->state != MEMBER_STATE_SUSPECT)) continue;
+    for (int j = 0; j < m->nroles; j++)
+      if (strcmp(m->roles[j], "storage") == 0) return 1;
+  }
+  return 0;
+}
+
 int repl_call(repl_t *r, const repl_target_t *t, uint32_t type, const void *payload, size_t len,
               int timeout_ms, rpc_done_fn done, void *arg) {
   if (is_self(r, t)) {
@@ -56,7 +68,10 @@ repl_fan_t *repl_fan_new(repl_t *r, uint32_t partition, uint32_t copies, repl_fa
   f->done = done;
   f->arg = arg;
   f->n = r->o.place ? r->o.place(r->o.arg, partition, copies, f->t, REPL_MAX_TARGETS) : 0;
-  if (f->n == 0) { /* no layout yet: this node holds everything */
+  if (f->n == 0 && others_store(r)) {
+    /* No layout here yet, but other storage nodes exist: this node cannot know where objects
+     * live, and must not take writes alone. No targets: the request fails with 503. */
+  } else if (f->n == 0) { /* a single storage node before its first layout: it holds all */
     snprintf(f->t[0].name, sizeof f->t[0].name, "%s", r->node->cfg.name);
     snprintf(f->t[0].addr, sizeof f->t[0].addr, "%s", r->node->rpc_addr);
     f->t[0].owner = 1;
@@ -190,6 +205,7 @@ int repl_fan_quorum(const repl_fan_t *f, const int *ok, int write) {
     if (f->t[i].owner) own++, own_ok += ok[i] != 0;
     if (f->t[i].prev) prev++, prev_ok += ok[i] != 0;
   }
+  if (own == 0) return 0; /* no copies known: no quorum of anything */
   uint32_t need_own = write ? repl_write_quorum(own) : repl_read_quorum(own);
   uint32_t need_prev = write ? repl_write_quorum(prev) : repl_read_quorum(prev);
   return own_ok >= need_own && (prev == 0 || prev_ok >= need_prev);

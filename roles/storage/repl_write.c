@@ -137,8 +137,15 @@ enum { ROUND_BEGIN = 1, ROUND_DATA, ROUND_COMMIT, ROUND_ABORT };
 
 static int round_kind(const repl_writer_t *w);
 
-static void send_begin(repl_writer_t *w) {
+static void send_begin_ex(repl_writer_t *w, int with_body);
+
+/* Opens the sessions; with_body sends the buffered bytes along (the whole of a small object). */
+static void send_begin_ex(repl_writer_t *w, int with_body) {
   Gureum__ReplPutBegin b = GUREUM__REPL_PUT_BEGIN__INIT;
+  if (with_body) {
+    b.data.data = w->buf;
+    b.data.len = w->fill;
+  }
   b.session = w->session;
   b.meta = w->meta;
   b.versioned = w->versioned;
@@ -151,7 +158,12 @@ static void send_begin(repl_writer_t *w) {
   if (!p) abort();
   gureum__repl_put_begin__pack(&b, p);
   w->begun = ROUND_BEGIN;
-  repl_fan_send(w->fan, GUREUM__MSG_TYPE__MSG_REPL_PUT_BEGIN, p, n, REPL_BEGIN_TIMEOUT_MS);
+  if (with_body) {
+    w->sent += w->fill;
+    w->fill = 0;
+  }
+  repl_fan_send(w->fan, GUREUM__MSG_TYPE__MSG_REPL_PUT_BEGIN, p, n,
+                with_body ? REPL_DATA_TIMEOUT_MS : REPL_BEGIN_TIMEOUT_MS);
   free(p);
 }
 
@@ -348,7 +360,7 @@ static void writer_take(repl_writer_t *w) {
     w->left -= n;
     if (w->fill == OBJ_BLOCK_SIZE) {
       w->busy = 1;
-      if (!w->begun) send_begin(w);
+      if (!w->begun) send_begin_ex(w, 1); /* the sessions open with the first block */
       else send_block(w);
       return; /* writer_round continues */
     }
@@ -374,19 +386,28 @@ void repl_write(repl_writer_t *w, const void *data, size_t len, obj_done_fn cb, 
   writer_take(w);
 }
 
+/* Never answer a commit from inside repl_put_commit. */
+static void commit_failed_later(void *arg) {
+  repl_writer_t *w = arg;
+  writer_fail(w, w->err);
+}
+
 void repl_put_commit(repl_writer_t *w, obj_meta_fn cb, void *arg) {
   w->committing = 1;
   w->ccb = cb;
   w->carg = arg;
   if (w->err) {
-    writer_fail(w, w->err);
+    w->busy = 1;
+    repl_defer(w->r, commit_failed_later, w);
     return;
   }
   if (w->busy) return; /* the round in flight comes back here */
   repl_writer_md5(w);
   w->busy = 1;
-  if (!w->begun) { /* nothing sent yet: open the sessions first */
-    send_begin(w);
+  if (!w->begun) {
+    /* All of it fits in one block: the sessions open with the body (one round), then commit.
+     * Staging first matters: a replica commits nothing until a write quorum holds the bytes. */
+    send_begin_ex(w, 1);
     return;
   }
   if (w->fill) {

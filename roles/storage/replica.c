@@ -153,6 +153,9 @@ static void session_remove(replica_t *r, replica_session_t *s) {
   free(s);
 }
 
+
+static void put_data_done(void *arg, obj_status_t st);
+
 static void put_begin(replica_t *r, replica_req_t *q, const uint8_t *p, size_t n) {
   Gureum__ReplPutBegin *m = take(q, gureum__repl_put_begin__unpack(NULL, n, p), free_repl_put_begin);
   if (!m) return;
@@ -183,6 +186,13 @@ static void put_begin(replica_t *r, replica_req_t *q, const uint8_t *p, size_t n
   s->last_ms = now_ms(r);
   s->next = r->sessions;
   r->sessions = s;
+  if (m->data.len) { /* the first piece came with the session */
+    s->busy = 1;
+    s->offset = m->data.len;
+    q->session = s;
+    obj_write(w, m->data.data, m->data.len, put_data_done, q);
+    return;
+  }
   answer_status(q, OBJ_OK);
 }
 
