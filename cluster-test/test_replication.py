@@ -320,3 +320,28 @@ def test_storage_classes_copies(workdir, nodes):
     total = wait_for(copies, 60, "anti-entropy rounds")
     assert total == 30 * 3 + 30 * 2, total
     assert s3.head_object(Bucket="classes", Key="rr-3")["StorageClass"] == "REDUCED_REDUNDANCY"
+
+
+def test_a_frozen_replica_costs_a_grace_period_not_a_timeout(workdir, nodes):
+    """SIGSTOP one node (alive to gossip for a few seconds, answering nothing): writes finish
+    once a quorum stored them plus a short grace, reads once a read quorum answered."""
+    c, key = start_cluster(workdir, nodes)
+    s3 = s3_client(c[0], key)
+    s3.create_bucket(Bucket="frozen")
+    s3.put_object(Bucket="frozen", Key="before", Body=b"b" * 5000)
+    c[2].pause()
+    try:
+        took = []
+        for i in range(3):
+            t0 = time.monotonic()
+            s3.put_object(Bucket="frozen", Key=f"k{i}", Body=os.urandom(100 + i * 2 * MiB))
+            took.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            assert s3.get_object(Bucket="frozen", Key="before")["Body"].read() == b"b" * 5000
+            took.append(time.monotonic() - t0)
+        print(f"\nrequest times with a frozen replica: {[round(t, 2) for t in took]}")
+        assert max(took) < 5, took
+    finally:
+        c[2].resume()
+    wait_for(lambda: converged(c, c.nodes, {n.name: 4 for n in c}), 60, "the frozen node to catch up",
+             interval=1)

@@ -78,8 +78,20 @@ repl_fan_t *repl_fan_new(repl_t *r, uint32_t partition, uint32_t copies, repl_fa
     f->n = 1;
   }
   for (size_t i = 0; i < f->n; i++) f->st[i] = looks_alive(r, &f->t[i]) ? RPC_OK : REPL_DROPPED;
+  f->timer = malloc(sizeof *f->timer);
+  if (!f->timer) {
+    free(f);
+    return NULL;
+  }
+  uv_timer_init(&r->node->loop, f->timer);
+  f->timer->data = f;
   r->live++;
   return f;
+}
+
+void repl_fan_early(repl_fan_t *f, repl_fan_early_fn early, int grace_ms) {
+  f->early = early;
+  f->grace_ms = grace_ms;
 }
 
 static void clear_replies(repl_fan_t *f) {
@@ -90,22 +102,52 @@ static void clear_replies(repl_fan_t *f) {
   }
 }
 
-void repl_fan_free(repl_fan_t *f) {
-  if (!f) return;
+static void fan_closed(uv_handle_t *h) {
+  repl_fan_t *f = h->data;
   repl_t *r = f->r;
-  clear_replies(f);
+  free(h);
   free(f);
   r->live--;
   repl_maybe_free(r);
 }
 
+/* Freed once no call of any round can still answer into it. */
+static void fan_maybe_release(repl_fan_t *f) {
+  if (!f->freed || f->inflight) return;
+  clear_replies(f);
+  uv_close((uv_handle_t *)f->timer, fan_closed);
+}
+
+void repl_fan_free(repl_fan_t *f) {
+  if (!f) return;
+  f->freed = 1;
+  uv_timer_stop(f->timer);
+  fan_maybe_release(f);
+}
+
 typedef struct {
   repl_fan_t *f;
   size_t i;
+  uint32_t round;
 } repl_slot_t;
 
+/* Ends the round: whoever has not answered yet counts as failed. */
 static void fan_finish(repl_fan_t *f) {
-  if (f->pending == 0) f->done(f);
+  uv_timer_stop(f->timer);
+  f->finished = 1;
+  for (size_t i = 0; i < f->n; i++)
+    if (f->st[i] == REPL_PENDING) {
+      f->st[i] = RPC_ETIMEDOUT;
+      log_info("repl", "straggler_dropped", "node=%s partition=%u grace_ms=%d", f->t[i].name,
+               f->partition, f->grace_ms);
+    }
+  f->pending = 0;
+  f->done(f);
+}
+
+static void fan_grace_over(uv_timer_t *t) {
+  repl_fan_t *f = t->data;
+  if (!f->finished) fan_finish(f);
 }
 
 static void fan_reply(void *arg, int status, const char *errmsg, const uint8_t *payload,
@@ -113,7 +155,13 @@ static void fan_reply(void *arg, int status, const char *errmsg, const uint8_t *
   repl_slot_t *s = arg;
   repl_fan_t *f = s->f;
   size_t i = s->i;
+  int stale = s->round != f->round || f->finished || f->freed;
   free(s);
+  f->inflight--;
+  if (stale) { /* a straggler of a round that already ended */
+    fan_maybe_release(f);
+    return;
+  }
   f->st[i] = status;
   if (status == RPC_OK) {
     f->reply[i] = malloc(len ? len : 1);
@@ -127,8 +175,14 @@ static void fan_reply(void *arg, int status, const char *errmsg, const uint8_t *
     log_debug("repl", "call_failed", "node=%s status=%s err=\"%s\"", f->t[i].name,
               rpc_strerror(status), errmsg ? errmsg : "");
   }
-  f->pending--;
-  fan_finish(f);
+  if (--f->pending == 0) {
+    fan_finish(f);
+    return;
+  }
+  if (f->early && !uv_is_active((uv_handle_t *)f->timer) && f->early(f)) {
+    if (f->grace_ms <= 0) fan_finish(f);
+    else uv_timer_start(f->timer, fan_grace_over, (uint64_t)f->grace_ms, 0);
+  }
 }
 
 static void on_idle(uv_idle_t *h) {
@@ -143,6 +197,7 @@ static void on_idle(uv_idle_t *h) {
   while (f) {
     repl_fan_t *next = f->next_ready;
     f->next_ready = NULL;
+    f->finished = 1;
     f->done(f);
     f = next;
   }
@@ -169,6 +224,8 @@ void repl_defer(repl_t *r, void (*fn)(void *arg), void *arg) {
 
 void repl_fan_send(repl_fan_t *f, uint32_t type, const void *payload, size_t len, int timeout_ms) {
   clear_replies(f);
+  f->round++;
+  f->finished = 0;
   f->pending = 1; /* held while sending, so no answer can finish the round early */
   for (size_t i = 0; i < f->n; i++) {
     if (f->st[i] == REPL_DROPPED) continue;
@@ -177,14 +234,16 @@ void repl_fan_send(repl_fan_t *f, uint32_t type, const void *payload, size_t len
       f->st[i] = RPC_ENOMEM;
       continue;
     }
-    *s = (repl_slot_t){f, i};
+    *s = (repl_slot_t){f, i, f->round};
     f->st[i] = REPL_PENDING;
     f->pending++;
+    f->inflight++;
     int rv = repl_call(f->r, &f->t[i], type, payload, len, timeout_ms, fan_reply, s);
     if (rv != 0) {
       free(s);
       f->st[i] = rv;
       f->pending--;
+      f->inflight--;
     }
   }
   if (--f->pending == 0) { /* nothing in flight: finish on the next loop turn, never inside */
@@ -222,6 +281,29 @@ obj_status_t repl_fan_status(const repl_fan_t *f, size_t i, Gureum__ReplReply **
   else
     gureum__repl_reply__free_unpacked(m, NULL);
   return st;
+}
+
+int repl_fan_write_quorum_ok(const repl_fan_t *f) {
+  int ok[REPL_MAX_TARGETS];
+  for (size_t i = 0; i < f->n; i++)
+    ok[i] = f->st[i] == RPC_OK && f->reply[i] && repl_fan_status(f, i, NULL) == OBJ_OK;
+  return repl_fan_quorum(f, ok, 1);
+}
+
+int repl_fan_read_quorum_answered(const repl_fan_t *f) {
+  int ok[REPL_MAX_TARGETS];
+  for (size_t i = 0; i < f->n; i++) {
+    obj_status_t st = f->st[i] == RPC_OK && f->reply[i] ? repl_fan_status(f, i, NULL) : OBJ_EUNAVAIL;
+    ok[i] = st != OBJ_EUNAVAIL && st != OBJ_EIO && st != OBJ_ECORRUPT;
+  }
+  return repl_fan_quorum(f, ok, 0);
+}
+
+int repl_fan_listing_answered(const repl_fan_t *f) {
+  size_t answered = 0;
+  for (size_t i = 0; i < f->n; i++) answered += f->st[i] == RPC_OK && f->reply[i];
+  uint32_t copies = f->r->o.copies < f->n ? f->r->o.copies : (uint32_t)f->n;
+  return answered + (copies - repl_read_quorum(copies)) >= f->n;
 }
 
 void repl_fan_hint(const repl_fan_t *f, size_t i) {

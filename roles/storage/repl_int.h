@@ -30,7 +30,11 @@ enum { REPL_PENDING = 1, REPL_DROPPED = 2 }; /* besides RPC_OK and the negative 
 typedef struct repl_fan_s repl_fan_t;
 typedef void (*repl_fan_fn)(repl_fan_t *f);
 
-/* One request to every live member of a replica set; `done` runs once all have answered. */
+/* Whether a round may end before every target answered (a quorum is in); see repl_fan_early. */
+typedef int (*repl_fan_early_fn)(const repl_fan_t *f);
+
+/* One request to every live member of a replica set; `done` runs once all have answered, or
+ * once the `early` test holds and the stragglers had `grace_ms` more (they count as failed). */
 struct repl_fan_s {
   repl_t *r;
   uint32_t partition;
@@ -43,6 +47,12 @@ struct repl_fan_s {
   repl_fan_fn done;
   void *arg;
   repl_fan_t *next_ready;
+  uint32_t round;          /* replies of an earlier round are dropped */
+  size_t inflight;         /* calls not answered yet, any round: the fan lives until 0 */
+  int finished, freed;
+  repl_fan_early_fn early;
+  int grace_ms;
+  uv_timer_t *timer;       /* the grace period */
 };
 
 /* Targets of `partition` (UINT32_MAX: every storage node) for `copies`; members gossip knows
@@ -52,6 +62,14 @@ repl_fan_t *repl_fan_new(repl_t *r, uint32_t partition, uint32_t copies, repl_fa
 /* Sends to every target not dropped; clears the previous round's replies. */
 void repl_fan_send(repl_fan_t *f, uint32_t type, const void *payload, size_t len, int timeout_ms);
 void repl_fan_free(repl_fan_t *f);
+/* End rounds early: once early(f) holds, stragglers get grace_ms to answer. A slow or dead
+ * (not yet known dead) replica then costs grace_ms, not the call's timeout. */
+void repl_fan_early(repl_fan_t *f, repl_fan_early_fn early, int grace_ms);
+/* Ready-made tests: a write quorum said OBJ_OK; a read quorum answered; all but the failures a
+ * listing tolerates answered. */
+int repl_fan_write_quorum_ok(const repl_fan_t *f);
+int repl_fan_read_quorum_answered(const repl_fan_t *f);
+int repl_fan_listing_answered(const repl_fan_t *f);
 /* Drops the targets whose last call failed (they leave a write session for good). */
 void repl_fan_drop_failed(repl_fan_t *f);
 /* 1 when the targets flagged in ok[] make a write (or read) quorum of the owners and, during a

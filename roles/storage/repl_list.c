@@ -10,6 +10,7 @@
 #include "repl_int.h"
 
 #define REPL_LIST_TIMEOUT_MS 15000
+#define REPL_LIST_GRACE_MS 200 /* enough nodes answered: how long the others may still */
 
 typedef struct {
   const char *name;         /* key or common prefix */
@@ -152,6 +153,7 @@ static void list_start(repl_t *r, int versions, const char *bucket, const char *
   l.versions = versions;
   repl_fan_t *f = repl_fan_new(r, UINT32_MAX, r->o.copies, list_done, q);
   if (!f) abort();
+  repl_fan_early(f, repl_fan_listing_answered, REPL_LIST_GRACE_MS);
   size_t n = gureum__repl_list__get_packed_size(&l);
   uint8_t *buf = malloc(n ? n : 1);
   if (!buf) abort();

@@ -10,6 +10,8 @@
 
 #define REPL_OP_TIMEOUT_MS 10000
 #define REPL_LIST_TIMEOUT_MS 15000
+#define REPL_STRAGGLER_MS 2000 /* after a write quorum, how long the others may still answer */
+#define REPL_LIST_GRACE_MS 200
 
 typedef struct {
   obj_meta_fn meta_cb;
@@ -83,6 +85,7 @@ static repl_fan_t *fan_for(repl_t *r, const char *bucket, const char *key, uint3
                            repl_fan_fn done, repl_op_t *o) {
   repl_fan_t *f = repl_fan_new(r, obj_partition(bucket, key), copies, done, o);
   if (!f) abort();
+  repl_fan_early(f, repl_fan_write_quorum_ok, REPL_STRAGGLER_MS);
   return f;
 }
 
@@ -301,6 +304,7 @@ void repl_mpu_list_uploads(repl_t *r, const char *bucket, const char *prefix,
   u.max = l->max;
   repl_fan_t *f = repl_fan_new(r, UINT32_MAX, r->o.copies, uploads_done, l);
   if (!f) abort();
+  repl_fan_early(f, repl_fan_listing_answered, REPL_LIST_GRACE_MS);
   FAN_SEND(f, GUREUM__MSG_TYPE__MSG_REPL_MPU_UPLOADS, gureum__repl_mpu, &u, REPL_LIST_TIMEOUT_MS);
 }
 

@@ -12,6 +12,7 @@
 #define REPL_HEAD_TIMEOUT_MS 3000
 #define REPL_READ_TIMEOUT_MS 15000
 #define REPL_READ_CHUNK OBJ_BLOCK_SIZE
+#define REPL_HEAD_GRACE_MS 20 /* a read quorum answered: the rest only feed read repair */
 
 struct repl_reader_s {
   repl_t *r;
@@ -134,6 +135,7 @@ void repl_head(repl_t *r, const char *bucket, const char *key, const char *versi
   h->arg = arg;
   repl_fan_t *f = repl_fan_new(r, obj_partition(bucket, key), r->o.copies, head_done, h);
   if (!f) abort();
+  repl_fan_early(f, repl_fan_read_quorum_answered, REPL_HEAD_GRACE_MS);
   send_head(f, bucket, key, h->vid);
 }
 
@@ -186,6 +188,7 @@ repl_reader_t *repl_get_begin(repl_t *r, const char *bucket, const char *key,
     return NULL;
   }
   rd->busy = 1;
+  repl_fan_early(rd->fan, repl_fan_read_quorum_answered, REPL_HEAD_GRACE_MS);
   send_head(rd->fan, bucket, key, rd->vid);
   return rd;
 }

@@ -13,6 +13,7 @@
 #define REPL_BEGIN_TIMEOUT_MS 5000
 #define REPL_DATA_TIMEOUT_MS 15000
 #define REPL_COMMIT_TIMEOUT_MS 15000
+#define REPL_STRAGGLER_MS 2000 /* after a write quorum, how long the others may still answer */
 
 struct repl_writer_s {
   repl_t *r;
@@ -76,6 +77,7 @@ static repl_writer_t *writer_new(repl_t *r, Gureum__ObjectMeta *meta, int versio
     writer_free(w);
     return NULL;
   }
+  repl_fan_early(w->fan, repl_fan_write_quorum_ok, REPL_STRAGGLER_MS);
   obj_random_bytes(&w->session, sizeof w->session);
   return w;
 }
