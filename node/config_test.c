@@ -79,7 +79,7 @@ static void test_defaults(void **state) {
   assert_string_equal(c.log_file, "");
   assert_int_equal(c.rpc_timeout_ms, 2000);
   assert_int_equal(c.rpc_max_inflight, 256);
-  assert_int_equal(c.rpc_server_contexts, 16);
+  assert_int_equal(c.rpc_server_contexts, 64);
   assert_int_equal(c.rpc_max_message_kb, 16384);
   assert_int_equal(c.rpc_max_clock_skew_s, 300);
   assert_int_equal(c.store_sync_writes, 1);
