@@ -345,3 +345,29 @@ def test_a_frozen_replica_costs_a_grace_period_not_a_timeout(workdir, nodes):
         c[2].resume()
     wait_for(lambda: converged(c, c.nodes, {n.name: 4 for n in c}), 60, "the frozen node to catch up",
              interval=1)
+
+
+def test_listing_hides_what_a_stale_replica_still_lists(workdir, nodes):
+    """A replica that missed deletes (frozen meanwhile) must not bring the keys back into
+    listings, even before repair reached it."""
+    c, key = start_cluster(workdir, nodes, env={"GUREUM_STORAGE_SYNC_INTERVAL_S": "3600"})
+    s3 = s3_client(c[0], key)
+    s3.create_bucket(Bucket="stale")
+    keys = [f"d/obj-{i}" for i in range(20)]
+    for k in keys:
+        s3.put_object(Bucket="stale", Key=k, Body=b"x")
+    c[2].pause()
+    try:
+        for k in keys[:10]:
+            s3.delete_object(Bucket="stale", Key=k)
+    finally:
+        c[2].resume()
+    for n in c:  # whichever node coordinates, the deleted keys stay gone
+        s3n = s3_client(n, key)
+        got = [o["Key"] for o in s3n.list_objects_v2(Bucket="stale").get("Contents", [])]
+        assert got == sorted(keys[10:]), (n.name, got)
+        with pytest.raises(ClientError) as ei:  # and reads agree: the delete wins
+            s3n.get_object(Bucket="stale", Key=keys[3])
+        assert ei.value.response["Error"]["Code"] == "NoSuchKey"
+    logs = "".join(n.log_text() for n in c)
+    print(f"\nstale copies hidden by listings: {logs.count('listing_stale_copy')}")

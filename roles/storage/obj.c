@@ -1237,6 +1237,24 @@ void obj_digests(obj_t *o, void (*cb)(void *arg, obj_status_t st, const obj_dige
   rop_start(o, r, digests_work, digests_done, OBJ_CB_DIGESTS, c, arg);
 }
 
+static void records_done(obj_op_t *op);
+
+static void tombs_work(obj_op_t *op) {
+  obj_rop_t *r = (obj_rop_t *)op;
+  op->st = obj_engine_tombstones(op->o->eng, r->bucket, r->key, *r->vid ? r->vid : NULL,
+                                 r->older_than, &r->recs, &r->nrecs);
+}
+
+void obj_tombstones(obj_t *o, const char *bucket, const char *key, const char *version_id,
+                    uint64_t newer_than_us,
+                    void (*cb)(void *arg, obj_status_t st, Gureum__ObjectMeta **recs, size_t n),
+                    void *arg) {
+  obj_cb_t c = {.records = cb};
+  obj_rop_t *r = rop_new(o, bucket, key, version_id, c, arg);
+  if (r) r->older_than = newer_than_us;
+  rop_start(o, r, tombs_work, records_done, OBJ_CB_RECORDS, c, arg);
+}
+
 static void records_work(obj_op_t *op) {
   obj_rop_t *r = (obj_rop_t *)op;
   op->st = obj_engine_partition_records(op->o->eng, r->partition, &r->recs, &r->nrecs);

@@ -226,6 +226,13 @@ void obj_partition_records(obj_t *o, uint32_t partition,
                            void (*cb)(void *arg, obj_status_t st, Gureum__ObjectMeta **recs,
                                       size_t n),
                            void *arg);
+/* The tombstones of bucket/key newer than newer_than_us (with version_id: that version's),
+ * metadata only: a replica sends them with a read so that a copy which missed the delete does
+ * not win. The array and records are freed after cb returns. */
+void obj_tombstones(obj_t *o, const char *bucket, const char *key, const char *version_id,
+                    uint64_t newer_than_us,
+                    void (*cb)(void *arg, obj_status_t st, Gureum__ObjectMeta **recs, size_t n),
+                    void *arg);
 /* Deletes every version record and block of a partition (it moved to other nodes), and the
  * multipart uploads in progress on its keys with their parts. */
 void obj_partition_drop(obj_t *o, uint32_t partition, obj_done_fn cb, void *arg);

@@ -568,6 +568,47 @@ static obj_status_t find_version(obj_engine_t *e, const store_snap_t *snap, cons
   return st;
 }
 
+obj_status_t obj_engine_tombstones(obj_engine_t *e, const char *bucket, const char *key,
+                                   const char *vid, uint64_t newer_than,
+                                   Gureum__ObjectMeta ***out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  obj_buf_t pre = {0};
+  key_versions(&pre, bucket, key);
+  if (pre.oom) return OBJ_EIO;
+  size_t vl = vid ? strlen(vid) : 0, cap = 0;
+  obj_status_t st = OBJ_OK;
+  store_iter_t *it = store_iter_new(e->store, e->meta, NULL);
+  for (store_iter_seek(it, pre.p, pre.n); store_iter_valid(it); store_iter_next(it)) {
+    size_t kl;
+    const uint8_t *k = store_iter_key(it, &kl);
+    if (!has_prefix(k, kl, &pre) || kl < pre.n + 8) break;
+    uint64_t ts = ~be64_get(k + pre.n);
+    if (ts <= newer_than && !vid) break; /* newest first: the rest are older */
+    if (vid && !vid_is(k, kl, pre.n, vid, vl)) continue;
+    Gureum__ObjectMeta *m = iter_rec(it, k, pre.n);
+    if (!m || !m->tombstone) {
+      if (m) gureum__object_meta__free_unpacked(m, NULL);
+      continue;
+    }
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 4;
+      Gureum__ObjectMeta **grown = realloc(*out, cap * sizeof **out);
+      if (!grown) {
+        gureum__object_meta__free_unpacked(m, NULL);
+        st = OBJ_EIO;
+        break;
+      }
+      *out = grown;
+    }
+    (*out)[(*n)++] = m;
+  }
+  if (st == OBJ_OK) st = iter_status(it);
+  store_iter_free(it);
+  free(pre.p);
+  return st;
+}
+
 obj_status_t obj_engine_head(obj_engine_t *e, const store_snap_t *snap, const char *bucket,
                              const char *key, const char *vid, Gureum__ObjectMeta **out) {
   *out = NULL;

@@ -57,6 +57,12 @@ obj_status_t obj_engine_blocks_delete(obj_engine_t *e, const uint8_t *id, uint64
 /* ---- versions ---- */
 /* vid NULL = the latest non-tombstone version. Sets is_latest; a delete marker gives
  * OBJ_EDELETED with *out set; a tombstoned vid is OBJ_ENOVERSION. */
+/* The tombstones of bucket/key newer than `newer_than` (all of vid's when vid is given), newest
+ * first: what a replica tells a coordinator so a copy that missed a delete cannot win a read.
+ * Free each with free_unpacked and the array with free(). */
+obj_status_t obj_engine_tombstones(obj_engine_t *e, const char *bucket, const char *key,
+                                   const char *vid, uint64_t newer_than,
+                                   Gureum__ObjectMeta ***out, size_t *n);
 obj_status_t obj_engine_head(obj_engine_t *e, const store_snap_t *snap, const char *bucket,
                              const char *key, const char *vid, Gureum__ObjectMeta **out);
 /* Inserts `m` (data already on disk) as the newest version: a new version id when versioned,

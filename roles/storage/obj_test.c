@@ -1109,6 +1109,49 @@ static void test_conditional_put(void **state) {
   assert_true(obj_etag_matches("*", "b"));
 }
 
+static void on_recs(void *arg, obj_status_t st, Gureum__ObjectMeta **recs, size_t n) {
+  ls_t *r = arg;
+  r->done++;
+  r->st = st;
+  r->n = n;
+  r->s[0] = 0;
+  size_t at = 0;
+  for (size_t i = 0; st == OBJ_OK && i < n; i++) {
+    assert_true(recs[i]->tombstone);
+    at += (size_t)snprintf(r->s + at, sizeof r->s - at, "%s%s", at ? " " : "", recs[i]->version_id);
+  }
+}
+
+/* What a replica sends along with a read: the deletes newer than the version it found. */
+static void test_tombstones_for_reads(void **state) {
+  fix_t *f = *state;
+  Gureum__ObjectMeta *v1 = put(f, "bkt", "k", "one", 3, 1);
+  Gureum__ObjectMeta *v2 = put(f, "bkt", "k", "two", 3, 1);
+  Gureum__ObjectMeta *dm = NULL;
+  assert_int_equal(del(f, "bkt", "k", v2->version_id, "Enabled", &dm), OBJ_OK);
+  meta_free(dm);
+  ls_t r;
+  memset(&r, 0, sizeof r);
+  obj_tombstones(f->o, "bkt", "k", NULL, v1->ts_us, on_recs, &r);
+  run_until(f, &r.done);
+  assert_int_equal(r.st, OBJ_OK);
+  assert_string_equal(r.s, v2->version_id);
+  memset(&r, 0, sizeof r);
+  obj_tombstones(f->o, "bkt", "k", v1->version_id, 0, on_recs, &r);
+  run_until(f, &r.done);
+  assert_int_equal(r.n, 0); /* v1 is alive */
+  /* an unversioned key: the delete leaves a "null" tombstone newer than anything */
+  put_str(f, "bkt", "plain", "x", 0);
+  assert_int_equal(del(f, "bkt", "plain", NULL, "", &dm), OBJ_OK);
+  meta_free(dm);
+  memset(&r, 0, sizeof r);
+  obj_tombstones(f->o, "bkt", "plain", NULL, 0, on_recs, &r);
+  run_until(f, &r.done);
+  assert_string_equal(r.s, "null");
+  meta_free(v1);
+  meta_free(v2);
+}
+
 static void test_list_pagination(void **state) {
   fix_t *f = *state;
   char key[32];
@@ -2443,6 +2486,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_list_pagination, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_prefix_only_markers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_conditional_put, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tombstones_for_reads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_versions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_mpu_happy_path, setup, teardown),
       cmocka_unit_test_setup_teardown(test_mpu_errors, setup, teardown),

@@ -42,7 +42,19 @@ typedef struct {
   size_t holders[REPL_MAX_TARGETS], nholders;
 } repl_pick_t;
 
-/* Merges the head round: newest version wins; replicas without it are told to sync. */
+/* A delete some replica knows of kills the version it names (a "null" one if not newer). */
+static int killed(repl_fan_t *f, Gureum__ReplReply *const *rep, const Gureum__ObjectMeta *m) {
+  for (size_t i = 0; i < f->n; i++)
+    for (size_t j = 0; rep[i] && j < rep[i]->n_tombstones; j++) {
+      const Gureum__ObjectMeta *t = rep[i]->tombstones[j];
+      if (strcmp(t->version_id, m->version_id) != 0) continue;
+      if (strcmp(m->version_id, "null") != 0 || t->ts_us >= m->ts_us) return 1;
+    }
+  return 0;
+}
+
+/* Merges the head round: the newest version no replica knows deleted wins; replicas without it
+ * are told to sync. */
 static void pick(repl_fan_t *f, const char *vid, repl_pick_t *p) {
   Gureum__ReplReply *rep[REPL_MAX_TARGETS] = {0};
   obj_status_t st[REPL_MAX_TARGETS];
@@ -54,16 +66,20 @@ static void pick(repl_fan_t *f, const char *vid, repl_pick_t *p) {
     if (st[i] == OBJ_EUNAVAIL || st[i] == OBJ_EIO || st[i] == OBJ_ECORRUPT) continue;
     answered[i] = 1;
     nanswered++;
-    if ((st[i] == OBJ_OK || st[i] == OBJ_EDELETED) && rep[i] && rep[i]->meta &&
-        (best == SIZE_MAX || newer(rep[i]->meta, rep[best]->meta)))
-      best = i;
   }
+  for (size_t i = 0; i < f->n; i++)
+    if (answered[i] && (st[i] == OBJ_OK || st[i] == OBJ_EDELETED) && rep[i] && rep[i]->meta &&
+        !killed(f, rep, rep[i]->meta) && (best == SIZE_MAX || newer(rep[i]->meta, rep[best]->meta)))
+      best = i;
   if (!repl_fan_quorum(f, answered, 0)) {
     p->st = OBJ_EUNAVAIL;
   } else if (best == SIZE_MAX) {
     p->st = vid ? OBJ_ENOVERSION : OBJ_ENOENT;
-    for (size_t i = 0; i < f->n; i++)
-      if (answered[i]) p->st = st[i]; /* they agree that it is not there */
+    for (size_t i = 0; i < f->n; i++) {
+      if (answered[i] && st[i] != OBJ_OK && st[i] != OBJ_EDELETED) p->st = st[i];
+      if (answered[i] && (st[i] == OBJ_OK || st[i] == OBJ_EDELETED))
+        repl_fan_hint(f, i); /* it still has a version the others deleted */
+    }
   } else {
     p->st = st[best];
     p->best = rep[best];

@@ -29,6 +29,8 @@ struct replica_req_s {
   void (*msg_free)(void *msg);
   replica_session_t *session; /* PUT_DATA / PUT_END */
   obj_reader_t *reader;       /* READ */
+  Gureum__ObjectMeta *head;   /* HEAD: the version found, while its tombstones are looked up */
+  obj_status_t head_st;
   uint8_t *buf;
   size_t fill, want;
 };
@@ -73,6 +75,7 @@ void replica_answer(replica_req_t *q, uint32_t rpc_status, const char *err, cons
             payload, len);
   if (q->msg && q->msg_free) q->msg_free(q->msg);
   if (q->reader) obj_reader_free(q->reader);
+  if (q->head) gureum__object_meta__free_unpacked(q->head, NULL);
   free(q->buf);
   free(q->copy);
   free(q);
@@ -262,9 +265,47 @@ static void reap_sessions(uv_timer_t *t) {
 
 /* ---- reads ---- */
 
+/* HEAD answers the version and the deletes newer than it: a coordinator must not take a copy
+ * that missed a delete for the newest version. */
+static void head_tombs(void *arg, obj_status_t st, Gureum__ObjectMeta **recs, size_t n) {
+  replica_req_t *q = arg;
+  Gureum__ReplReply rep = GUREUM__REPL_REPLY__INIT;
+  rep.status = (uint32_t)q->head_st;
+  rep.meta = q->head;
+  if (st == OBJ_OK) {
+    rep.tombstones = recs;
+    rep.n_tombstones = n;
+  }
+  size_t len = gureum__repl_reply__get_packed_size(&rep);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf) {
+    replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_FAILED, "out of memory", NULL, 0);
+    return;
+  }
+  gureum__repl_reply__pack(&rep, buf);
+  replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_OK, NULL, buf, len);
+  free(buf);
+}
+
+static void head_found(void *arg, obj_status_t st, const Gureum__ObjectMeta *meta) {
+  replica_req_t *q = arg;
+  Gureum__ReplKey *m = q->msg;
+  q->head_st = st;
+  if (meta && !(q->head = obj_meta_dup(meta))) {
+    answer_status(q, OBJ_EIO);
+    return;
+  }
+  if (st != OBJ_OK && st != OBJ_EDELETED && st != OBJ_ENOENT && st != OBJ_ENOVERSION) {
+    answer_meta(q, st, q->head);
+    return;
+  }
+  obj_tombstones(q->r->obj, m->bucket, m->key, nz(m->version_id), q->head ? q->head->ts_us : 0,
+                 head_tombs, q);
+}
+
 static void head(replica_t *r, replica_req_t *q, const uint8_t *p, size_t n) {
   Gureum__ReplKey *m = take(q, gureum__repl_key__unpack(NULL, n, p), free_repl_key);
-  if (m) obj_head(r->obj, m->bucket, m->key, nz(m->version_id), on_meta, q);
+  if (m) obj_head(r->obj, m->bucket, m->key, nz(m->version_id), head_found, q);
 }
 
 static void answer_data(replica_req_t *q, obj_status_t st) {
