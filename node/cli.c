@@ -468,13 +468,13 @@ static void cli_print_storage(json_t *j) {
          (long long)json_integer_value(json_object_get(j, "layout_version")),
          (long long)json_integer_value(json_object_get(j, "replicas")),
          (long long)json_integer_value(json_object_get(j, "rr_replicas")));
-  printf("%-16s %-6s %-8s %10s %10s %14s %9s %6s\n", "NODE", "ZONE", "STATE", "PARTITIONS",
+  printf("%-16s %-8s %-8s %10s %10s %14s %9s %6s\n", "NODE", "ZONE", "STATE", "PARTITIONS",
          "OBJECTS", "BYTES", "DIFFERING", "HINTS");
   size_t i;
   json_t *n;
   json_array_foreach(json_object_get(j, "nodes"), i, n) {
     json_t *ae = json_object_get(n, "antientropy");
-    printf("%-16s %-6s %-8s %10lld %10lld %14lld %9lld %6lld\n",
+    printf("%-16s %-8s %-8s %10lld %10lld %14lld %9lld %6lld\n",
            json_string_value(json_object_get(n, "name")), json_string_value(json_object_get(n, "zone")),
            json_string_value(json_object_get(n, "state")),
            (long long)json_integer_value(json_object_get(n, "partitions")),

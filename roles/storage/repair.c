@@ -916,9 +916,41 @@ json_t *repair_stats(repair_t *r) {
       (json_int_t)r->pulled_versions);
 }
 
+typedef struct {
+  repair_t *r;
+  replica_req_t *q;
+} repair_stats_req_t;
+
+static void stats_answer(repair_t *r, replica_req_t *q);
+
+/* Counts are the operator's question: fresh ones, not the last anti-entropy round's. */
+static void stats_digests(void *arg, obj_status_t st, const obj_digests_t *d) {
+  repair_stats_req_t *x = arg;
+  repair_t *r = x->r;
+  if (st == OBJ_OK && d && !r->closing) {
+    if (!r->digests) r->digests = malloc(sizeof *r->digests);
+    if (r->digests) *r->digests = *d;
+  }
+  stats_answer(r, x->q);
+  free(x);
+  r->live--;
+  repair_maybe_free(r);
+}
+
 static void on_stats(replica_req_t *q, const uint8_t *payload, size_t len, void *arg) {
   (void)payload, (void)len;
   repair_t *r = arg;
+  repair_stats_req_t *x = malloc(sizeof *x);
+  if (!x) {
+    stats_answer(r, q);
+    return;
+  }
+  *x = (repair_stats_req_t){r, q};
+  r->live++;
+  obj_digests(r->obj, stats_digests, x);
+}
+
+static void stats_answer(repair_t *r, replica_req_t *q) {
   json_t *j = repair_stats(r);
   char *s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
