@@ -98,15 +98,41 @@ def test_compose_files_parse():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUREUM_COMPOSE", "COMPOSE_"))}
     r = run([*compose_command(), "-p", "gureumcheck", *files, "config", "--services"], env=env)
     assert r.returncode == 0, r.stderr
-    assert sorted(r.stdout.split()) == [f"node{i}" for i in range(1, 6)]
+    assert sorted(r.stdout.split()) == ["certs"] + [f"node{i}" for i in range(1, 6)]
     r = run([*compose_command(), "-p", "gureumcheck", "-f", "deploy/docker-compose.yml", "config"],
             env=env)
     assert r.returncode == 0, r.stderr
+    # Every node waits for certs (both compose versions render the condition once per node).
+    assert r.stdout.count("condition: service_completed_successfully") == 5, r.stdout
     for published in ("127.0.0.1:9000:9000", "127.0.0.1:9080:9080", "127.0.0.1:5353:53/udp",
                       "127.0.0.1:5353:53/tcp", "127.0.0.1:7070:7070", "127.0.0.1:8080:8080"):
         assert published in r.stdout, published
     assert "127.0.0" not in re.sub(r"127\.0\.0\.1:\d+:\d+", "", r.stdout), \
         "the cluster network must not use 127.0.x addresses"
+
+
+def test_compose_file_runs_tls():
+    """TLS between nodes in deploy/docker-compose.yml (checked in the file itself, since the two
+    compose versions render `config` differently): certs makes the files with `tls ensure` as the
+    image's user without a network; every node mounts them read-only and names its own."""
+    text = read("deploy", "docker-compose.yml")
+    certs = re.search(r"^  certs:\n((?:    .*\n|\s*\n)+)", text, re.M)
+    assert certs, "no certs service"
+    block = certs.group(1)
+    assert re.search(r'^    user: "10001(:10001)?"$', block, re.M), block
+    assert re.search(r"^    network_mode: none$", block, re.M), block
+    assert re.search(r"^    volumes: \[tls:/etc/gureum/tls\]$", block, re.M), block
+    args = re.findall(r"^      - (\S+)$", block, re.M)
+    assert args[:4] == ["tls", "ensure", "--dir", "/etc/gureum/tls"], args
+    assert args[4:] == [f"node{i}=${{GUREUM_COMPOSE_NET:-10.213.0}}.1{i}" for i in range(1, 6)]
+    assert re.search(r"^  GUREUM_TLS_CA: /etc/gureum/tls/ca\.crt$", text, re.M)
+    assert re.search(r"^    certs: \{ condition: service_completed_successfully \}$", text, re.M)
+    assert re.search(r"^  tls:$", text, re.M), "the tls volume is not declared"
+    for i in range(1, 6):
+        for line in (f"      GUREUM_TLS_CERT: /etc/gureum/tls/node{i}.crt",
+                     f"      GUREUM_TLS_KEY: /etc/gureum/tls/node{i}.key",
+                     f"    volumes: [node{i}-data:/var/lib/gureum, tls:/etc/gureum/tls:ro]"):
+            assert re.search(rf"^{re.escape(line)}$", text, re.M), line
 
 
 def test_dockerfile_conventions():

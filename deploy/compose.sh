@@ -3,9 +3,11 @@
 # and `make compose-down`, with whichever compose is installed: the plugin (`docker compose`)
 # first, else the standalone `docker-compose` (1.29 on Debian bookworm).
 #
-#   deploy/compose.sh up     start the nodes, wait (bounded) until all are healthy, every node is
-#                            alive and Raft has a leader, then print how to use the cluster
-#   deploy/compose.sh down   remove every container, network and volume of the project
+#   deploy/compose.sh up     make the TLS certificates (service certs, once), start the nodes,
+#                            wait (bounded) until all are healthy, every node is alive, TLS is
+#                            on and Raft has a leader, then print how to use the cluster
+#   deploy/compose.sh down   remove every container, network and volume of the project (the
+#                            certificates' volume too)
 #   deploy/compose.sh cmd    print the compose command line (for copy and paste)
 #
 # Environment: COMPOSE_PROJECT_NAME (default gureum), GUREUM_COMPOSE_WAIT_S (default 90) and the
@@ -63,11 +65,15 @@ up() {
     die "image ${GUREUM_COMPOSE_IMAGE:-gureum:latest} not found: run make image first"
   local t0=$SECONDS
   echo "compose: starting ${#NODES[@]} nodes (project $PROJECT, ${COMPOSE[*]})"
-  "${DC[@]}" up -d ||
+  if ! "${DC[@]}" up -d; then
+    echo "--- the certs service (TLS certificates) said:" >&2
+    "${DC[@]}" logs --no-color certs >&2 2>&1 || true
     die "compose up failed (see above). A published port in use (make run? another cluster?): set
-    GUREUM_COMPOSE_{S3,WEB,DNS,ADMIN,LB}_PORT; a subnet taken: GUREUM_COMPOSE_NET. make compose-down cleans up"
+    GUREUM_COMPOSE_{S3,WEB,DNS,ADMIN,LB}_PORT; a subnet taken: GUREUM_COMPOSE_NET; the certs
+    service failed (its output is above). make compose-down cleans up"
+  fi
   echo "compose: waiting up to ${WAIT_S}s for every node to be healthy and alive"
-  local deadline=$((SECONDS + WAIT_S)) states alive leader
+  local deadline=$((SECONDS + WAIT_S)) states alive leader tls
   lookup_ids
   while :; do
     states=""
@@ -75,12 +81,13 @@ up() {
     alive=$(alive_count)
     leader=$(node1 raft status --json 2>/dev/null |
              sed -n 's/^  "leader": "\(.*\)",$/\1/p' || true)
+    tls=$(node1 status --json 2>/dev/null | grep -c '"cluster_tls": true' || true)
     if [ "$(grep -o '=healthy' <<<"$states" | wc -l)" -eq ${#NODES[@]} ] &&
-       [ "$alive" -eq ${#NODES[@]} ] && [ -n "$leader" ]; then
+       [ "$alive" -eq ${#NODES[@]} ] && [ -n "$leader" ] && [ "$tls" = 1 ]; then
       break
     fi
     if [ $SECONDS -ge $deadline ]; then
-      echo "compose: still not ready after ${WAIT_S}s: $states alive=$alive leader=${leader:-none}" >&2
+      echo "compose: still not ready after ${WAIT_S}s: $states alive=$alive leader=${leader:-none} tls=$tls" >&2
       "${DC[@]}" ps >&2 || true
       for n in "${NODES[@]}"; do
         echo "--- last log lines of $n" >&2
@@ -97,6 +104,8 @@ up() {
 
 Gureum compose cluster is up in $((SECONDS - t0))s: ${#NODES[@]} nodes alive, Raft leader $leader.
   node1-3 storage,dns,pipeline (zones a, b, c)   node4-5 edge,balancer (zones a, b)
+  TLS between nodes: on (CA and node certificates in the volume ${PROJECT}_tls, made by certs)
+  objects: 3 copies over node1-3 (storage.replicas)
 
   S3 API       http://$ip:${GUREUM_COMPOSE_S3_PORT:-9000}   (node1; path-style, SigV4, region us-east-1)
   websites     http://$ip:${GUREUM_COMPOSE_WEB_PORT:-9080}   (node1)
@@ -108,6 +117,7 @@ Try:
   $dc exec -T node1 gureum members
   $dc exec -T node3 gureum raft status
   $dc exec -T node1 gureum key create alice --json
+  $dc exec -T node1 gureum storage status
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... aws --endpoint-url http://$ip:${GUREUM_COMPOSE_S3_PORT:-9000} s3 mb s3://photos
   curl -s http://$ip:${GUREUM_COMPOSE_ADMIN_PORT:-7070}/metrics | grep gureum_gossip_members
   $dc logs -f node2

@@ -539,7 +539,7 @@ const cli_cmd_t cli_commands[] = {
     {"storage", cmd_storage, "storage layout, replication and repair: storage status|scrub|sync"},
     {"ping", cmd_ping, "ping a peer over the cluster RPC"},
     {"config", cmd_config, "print defaults or check a config file"},
-    {"tls", tls_cli, "cluster CA and node certificates: tls init|issue"},
+    {"tls", tls_cli, "cluster CA and node certificates: tls init|issue|ensure"},
     {"version", cmd_version, "print the version"},
     {NULL, NULL, NULL},
 };

@@ -42,6 +42,13 @@ typedef struct rpc_peer_s {
   nng_socket sock;
   nng_dialer dialer;
   uint64_t tls_refused_seen; /* NNG's cumulative count, already added to the metric */
+  uint64_t dial_attempts;    /* the dialer's outcome counters summed, at the last poll */
+  int dial_idle_polls;       /* polls in a row with no pipe and no new attempt */
+  int64_t dial_restarts;
+  int timeouts;              /* calls made since the last redial that timed out in a row */
+  uint64_t first_timeout_ms; /* when the first of them ended */
+  uint64_t redial_ms;        /* loop time of the last redial (0: never) */
+  int64_t resets;
   int inflight;
   struct rpc_peer_s *next;
 } rpc_peer_t;
@@ -49,6 +56,7 @@ typedef struct rpc_peer_s {
 typedef struct rpc_call_s {
   rpc_t *rpc;
   rpc_peer_t *peer;
+  uint64_t started_ms; /* loop time the call was made */
   nng_ctx ctx;
   nng_aio *aio;
   int state;
@@ -90,6 +98,7 @@ struct rpc_s {
   metric_t *m_rejected[RPC_NREASONS];
   metric_t *m_call_err[8];
   metric_t *m_tls_refused[2];
+  metric_t *m_dial_restarts, *m_peer_resets;
 };
 
 static void rpc_maybe_free(rpc_t *r);
@@ -140,9 +149,17 @@ static void rpc_init_metrics(rpc_t *r, metrics_t *m) {
       metrics_counter(m, "gureum_rpc_tls_refused_total", "side=\"inbound\"", help);
   r->m_tls_refused[TLS_SIDE_OUT] =
       metrics_counter(m, "gureum_rpc_tls_refused_total", "side=\"outbound\"", help);
+  r->m_dial_restarts = metrics_counter(
+      m, "gureum_rpc_dialer_restarts_total", NULL,
+      "Dialers to a peer restarted because they had no connection and had stopped trying");
+  r->m_peer_resets = metrics_counter(
+      m, "gureum_rpc_peer_resets_total", NULL,
+      "Connections to a peer replaced after its calls kept timing out");
 }
 
 static void rpc_tls_poll(uv_timer_t *t);
+static int rpc_peer_dial(rpc_t *r, rpc_peer_t *p);
+static int rpc_peer_redial(rpc_t *r, rpc_peer_t *p);
 
 rpc_t *rpc_new(uv_loop_t *loop, const rpc_opts_t *o, metrics_t *metrics) {
   rpc_t *r = calloc(1, sizeof *r);
@@ -219,6 +236,38 @@ static void rpc_tls_count(rpc_t *r, int side, uint64_t now, uint64_t *seen) {
                                  : "a_peer_certificate_is_not_from_the_cluster_ca_or_its_ip");
 }
 
+/* Every outcome a dialer counts (connections made, refused, timed out, failed...): it grows
+ * while the dialer keeps trying. */
+static uint64_t rpc_stat_attempts(nng_stat *item) {
+  uint64_t n = 0;
+  for (nng_stat *c = nng_stat_child(item); c; c = nng_stat_next(c))
+    if (nng_stat_type(c) == NNG_STAT_COUNTER) n += nng_stat_value(c);
+  return n;
+}
+
+/* NNG 1.5.2's TLS dialer can stop for good (seen in the compose tests, reproduced by restarting
+ * a TLS listener in a loop): most likely a redial that the peer closes while the TLS handshake
+ * runs (it was shutting down or starting up) ends with NNG_ECLOSED, which the dialer takes for
+ * its own close, so it never dials again. The peer then never hears from us
+ * again (calls time out, Raft cannot reach it) while it still reaches us. A dialer with no
+ * connection whose outcome counters stood still for two polls (4 s; a live one retries at
+ * least every RECONNMAXT, 1 s) is replaced by a new one. A dialer waiting on a slow connect
+ * may be replaced too, which only starts that connect over. */
+static void rpc_peer_check_dialer(rpc_t *r, rpc_peer_t *p, nng_stat *item) {
+  nng_stat *pipes = nng_stat_find(item, "pipes");
+  uint64_t attempts = rpc_stat_attempts(item);
+  int idle = pipes && nng_stat_value(pipes) == 0 && attempts == p->dial_attempts;
+  p->dial_attempts = attempts;
+  p->dial_idle_polls = idle ? p->dial_idle_polls + 1 : 0;
+  if (p->dial_idle_polls < 2) return;
+  if (rpc_peer_redial(r, p) != 0) return; /* the old one stays; the next polls try again */
+  metric_inc(r->m_dial_restarts);
+  p->dial_restarts++;
+  if (rpc_crossed_pow2(p->dial_restarts - 1, p->dial_restarts))
+    log_info("rpc", "dialer_restarted", "peer=%s restarts=%lld reason=no_connection_no_attempts",
+             p->addr, (long long)p->dial_restarts);
+}
+
 /* One pass over the snapshot's top level, where NNG puts every listener and dialer. Matched by
  * their "id" child: nng_stat_find_listener/_dialer in NNG 1.5.2 return the first listener or
  * dialer whatever the id. */
@@ -239,7 +288,10 @@ static void rpc_tls_poll(uv_timer_t *t) {
     }
     for (rpc_peer_t *p = r->peers; !listener && p; p = p->next)
       if (nng_dialer_id(p->dialer) == id) {
-        rpc_tls_count(r, TLS_SIDE_OUT, rpc_stat_auth(item), &p->tls_refused_seen);
+        uint64_t auth = rpc_stat_auth(item);
+        if (auth < p->tls_refused_seen) p->tls_refused_seen = 0; /* a new dialer */
+        rpc_tls_count(r, TLS_SIDE_OUT, auth, &p->tls_refused_seen);
+        rpc_peer_check_dialer(r, p, item);
         break;
       }
   }
@@ -427,6 +479,56 @@ static int rpc_dial_tls(rpc_t *r, nng_dialer d, const char *addr) {
   return rv;
 }
 
+static void rpc_peer_sock_opts(rpc_t *r, nng_socket sock) {
+  /* The call deadline decides; NNG's own resend would duplicate non-idempotent requests. */
+  nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+  nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, r->max_message);
+  nng_socket_set_ms(sock, NNG_OPT_RECONNMINT, 50);
+  nng_socket_set_ms(sock, NNG_OPT_RECONNMAXT, 1000);
+}
+
+/* A started dialer to p->addr on p->sock, stored in p->dialer. Returns 0 or an NNG error (then
+ * p->dialer is unchanged). */
+static int rpc_peer_dial(rpc_t *r, rpc_peer_t *p) {
+  char url[96];
+  rpc_url(r, p->addr, url, sizeof url);
+  nng_dialer d;
+  int rv = nng_dialer_create(&d, p->sock, url);
+  if (rv != 0) return rv;
+  if (r->tls && (rv = rpc_dial_tls(r, d, p->addr)) != 0)
+    log_error("rpc", "tls_config_failed", "peer=%s error=\"%s\"", p->addr, nng_strerror(rv));
+  /* Dial from our own address: peers (and firewalls) then see the node's real address, not
+   * whatever source the kernel picks on a multi-homed host. */
+  if (rv == 0 && r->bind_ip[0] && strcmp(r->bind_ip, "0.0.0.0") != 0) {
+    nng_sockaddr sa = {.s_in = {.sa_family = NNG_AF_INET}};
+    inet_pton(AF_INET, r->bind_ip, &sa.s_in.sa_addr);
+    nng_dialer_set_addr(d, NNG_OPT_LOCADDR, &sa);
+  }
+  /* Non-blocking: a peer that is down now is redialled in the background. */
+  if (rv == 0) rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+  if (rv != 0) {
+    nng_dialer_close(d);
+    return rv;
+  }
+  p->dialer = d;
+  return 0;
+}
+
+/* A new dialer in place of p's current one, whose close also closes its pipes. */
+static int rpc_peer_redial(rpc_t *r, rpc_peer_t *p) {
+  nng_dialer old = p->dialer;
+  int rv = rpc_peer_dial(r, p);
+  if (rv != 0) {
+    log_warn("rpc", "redial_failed", "peer=%s error=\"%s\"", p->addr, nng_strerror(rv));
+    return rv;
+  }
+  nng_dialer_close(old);
+  p->dial_idle_polls = 0;
+  p->dial_attempts = 0; /* a new dialer counts from 0 */
+  p->redial_ms = uv_now(r->loop);
+  return 0;
+}
+
 static rpc_peer_t *rpc_peer_get(rpc_t *r, const char *addr) {
   for (rpc_peer_t *p = r->peers; p; p = p->next)
     if (strcmp(p->addr, addr) == 0) return p;
@@ -437,31 +539,12 @@ static rpc_peer_t *rpc_peer_get(rpc_t *r, const char *addr) {
     free(p);
     return NULL;
   }
-  /* The call deadline decides; NNG's own resend would duplicate non-idempotent requests. */
-  nng_socket_set_ms(p->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-  nng_socket_set_size(p->sock, NNG_OPT_RECVMAXSZ, r->max_message);
-  nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, 50);
-  nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, 1000);
-  char url[96];
-  rpc_url(r, addr, url, sizeof url);
-  nng_dialer d;
-  int rv = nng_dialer_create(&d, p->sock, url);
-  if (rv == 0 && r->tls && (rv = rpc_dial_tls(r, d, addr)) != 0)
-    log_error("rpc", "tls_config_failed", "peer=%s error=\"%s\"", addr, nng_strerror(rv));
-  /* Dial from our own address: peers (and firewalls) then see the node's real address, not
-   * whatever source the kernel picks on a multi-homed host. */
-  if (rv == 0 && r->bind_ip[0] && strcmp(r->bind_ip, "0.0.0.0") != 0) {
-    nng_sockaddr sa = {.s_in = {.sa_family = NNG_AF_INET}};
-    inet_pton(AF_INET, r->bind_ip, &sa.s_in.sa_addr);
-    nng_dialer_set_addr(d, NNG_OPT_LOCADDR, &sa);
-  }
-  /* Non-blocking: a peer that is down now is redialled in the background. */
-  if (rv != 0 || nng_dialer_start(d, NNG_FLAG_NONBLOCK) != 0) {
+  rpc_peer_sock_opts(r, p->sock);
+  if (rpc_peer_dial(r, p) != 0) {
     nng_close(p->sock);
     free(p);
     return NULL;
   }
-  p->dialer = d;
   p->next = r->peers;
   r->peers = p;
   return p;
@@ -495,6 +578,37 @@ static int rpc_map_nng(const rpc_t *r, int rv) {
   return RPC_EPROTO;
 }
 
+/* NNG 1.5.2 over TLS can also keep a pipe whose connection is gone (the kernel has no socket
+ * for it any more, NNG never noticed): every request sent on it is lost, and the dialer, which
+ * has its pipe, never redials. So when a peer's calls keep timing out - RPC_PEER_RESET_TIMEOUTS
+ * in a row over RPC_PEER_RESET_SPAN_MS, none answered - its dialer is replaced, which closes
+ * that pipe too (requests waiting on it are sent again on the new one); at most once per
+ * RPC_PEER_RESET_MIN_MS. For a peer that is really down this only redials it. Only the dialer:
+ * closing the socket from the loop would wait on calls whose completions need the loop. */
+#define RPC_PEER_RESET_TIMEOUTS 3
+#define RPC_PEER_RESET_SPAN_MS 4000
+#define RPC_PEER_RESET_MIN_MS 10000
+static void rpc_peer_outcome(rpc_t *r, rpc_peer_t *p, uint64_t started_ms, int status) {
+  if (atomic_load(&r->closing) || (p->redial_ms && started_ms < p->redial_ms)) return;
+  if (status != RPC_ETIMEDOUT) {
+    if (status == RPC_OK || status == RPC_EREMOTE) p->timeouts = 0; /* the peer answered */
+    return;
+  }
+  uint64_t now = uv_now(r->loop);
+  if (p->timeouts++ == 0) p->first_timeout_ms = now;
+  if (p->timeouts < RPC_PEER_RESET_TIMEOUTS ||
+      now - p->first_timeout_ms < RPC_PEER_RESET_SPAN_MS ||
+      (p->redial_ms && now - p->redial_ms < RPC_PEER_RESET_MIN_MS))
+    return;
+  p->timeouts = 0;
+  if (rpc_peer_redial(r, p) != 0) return;
+  metric_inc(r->m_peer_resets);
+  p->resets++;
+  if (rpc_crossed_pow2(p->resets - 1, p->resets))
+    log_info("rpc", "peer_reset", "peer=%s resets=%lld reason=calls_timed_out", p->addr,
+             (long long)p->resets);
+}
+
 static void rpc_call_finish(void *arg) {
   rpc_call_t *c = arg;
   rpc_t *r = c->rpc;
@@ -502,6 +616,7 @@ static void rpc_call_finish(void *arg) {
   else r->calls = c->next;
   if (c->next) c->next->prev = c->prev;
   c->peer->inflight--;
+  rpc_peer_outcome(r, c->peer, c->started_ms, c->status);
   metric_add(r->m_inflight, -1);
   if (c->status != RPC_OK) metric_inc(r->m_call_err[-c->status]);
   if (c->status == RPC_OK)
@@ -561,6 +676,7 @@ int rpc_call(rpc_t *r, const char *peer, uint32_t type, const void *payload, siz
   if (!c) return RPC_ENOMEM;
   c->rpc = r;
   c->peer = p;
+  c->started_ms = uv_now(r->loop);
   c->id = r->next_id++;
   c->done = done;
   c->arg = arg;

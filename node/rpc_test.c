@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -407,6 +410,91 @@ static void test_tls_wrong_address_refused(void **state) {
   assert_int_equal(e->ok, 1);
 }
 
+/* A TCP listener on 127.0.0.1 that never accepts: the kernel completes connections, nobody
+ * ever speaks. Returns its fd; its address in addr. */
+static int mute_listener(char *addr, size_t len) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  for (int attempt = 0;; attempt++) {
+    int port = base_port();
+    sa.sin_port = htons((uint16_t)port);
+    snprintf(addr, len, "127.0.0.1:%d", port);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0) break;
+    assert_true(attempt < 20);
+  }
+  assert_int_equal(listen(fd, 64), 0);
+  return fd;
+}
+
+/* Run the loop for `ms` milliseconds. */
+static void run_for(env_t *e, int ms) {
+  uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ull;
+  while (uv_hrtime() < end) uv_run(&e->loop, UV_RUN_NOWAIT), usleep(1000);
+}
+
+/* NNG 1.5.2's TLS dialer can stop dialing for good (see rpc_peer_check_dialer); a dialer with
+ * no connection whose counters stand still is replaced. Here a TCP listener that never speaks
+ * TLS holds every handshake forever: the dialer is replaced again and again. One
+ * connected to a live peer, or retrying a closed port, is left alone. */
+static void test_tls_stalled_dialer_restarted(void **state) {
+  env_t *e = *state;
+  const char *restarts = "gureum_rpc_dialer_restarts_total";
+  assert_int_equal(rpc_call(e->a, e->b_addr, T_ECHO, "live", 4, 3000, on_done, e), 0);
+  char closed[32];
+  snprintf(closed, sizeof closed, "127.0.0.1:%d", base_port());
+  assert_int_equal(rpc_call(e->a, closed, T_ECHO, "nobody", 6, 500, on_done, e), 0);
+  run_for(e, 6000); /* three statistics polls */
+  assert_int_equal(e->ok, 1);
+  assert_int_equal(e->errs[-RPC_ETIMEDOUT], 1);
+  assert_int_equal(metric_of(e->m, restarts, NULL), 0);
+
+  char mute[32];
+  int fd = mute_listener(mute, sizeof mute);
+  assert_int_equal(rpc_call(e->a, mute, T_ECHO, "hello?", 6, 500, on_done, e), 0);
+  uint64_t end = uv_hrtime() + 12000000000ull;
+  while (metric_of(e->m, restarts, NULL) < 1 && uv_hrtime() < end)
+    uv_run(&e->loop, UV_RUN_NOWAIT), usleep(1000);
+  assert_true(metric_of(e->m, restarts, NULL) >= 1);
+  close(fd);
+  /* The live peer still answers. */
+  int before = e->done;
+  assert_int_equal(rpc_call(e->a, e->b_addr, T_ECHO, "still", 5, 3000, on_done, e), 0);
+  wait_done(e, before + 1);
+  assert_int_equal(e->ok, 2);
+}
+
+/* A peer whose calls keep timing out while a connection seems to be there (NNG 1.5.2 over TLS
+ * can keep a pipe whose connection is gone): after three timeouts in a row over 4 s its dialer
+ * is replaced. Plain TCP to a listener that never speaks shows the same from the outside. */
+static void test_timeouts_redial(void **state) {
+  env_t *e = *state;
+  char mute[32];
+  int fd = mute_listener(mute, sizeof mute);
+  const char *resets = "gureum_rpc_peer_resets_total";
+  for (int i = 0; i < 8 && metric_of(e->m, resets, NULL) < 1; i++) {
+    assert_int_equal(rpc_call(e->a, mute, T_ECHO, "anyone?", 7, 400, on_done, e), 0);
+    run_for(e, 900);
+  }
+  assert_int_equal(metric_of(e->m, resets, NULL), 1);
+  assert_true(e->errs[-RPC_ETIMEDOUT] >= 3);
+  /* Not again within 10 s, however many more time out. */
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(rpc_call(e->a, mute, T_ECHO, "anyone?", 7, 400, on_done, e), 0);
+    run_for(e, 500);
+  }
+  assert_int_equal(metric_of(e->m, resets, NULL), 1);
+  close(fd);
+  /* Calls that are answered never count. */
+  int before = e->ok;
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(rpc_call(e->a, e->b_addr, T_ECHO, "hi", 2, 3000, on_done, e), 0);
+  wait_done(e, e->done + 5);
+  assert_int_equal(e->ok, before + 5);
+  assert_int_equal(metric_of(e->m, resets, NULL), 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
@@ -418,10 +506,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_address, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_inflight, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_timeouts_redial, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tls_round_trip, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_tls_other_ca_refused, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_tls_plain_refused, setup_tls, teardown),
       cmocka_unit_test_setup_teardown(test_tls_wrong_address_refused, setup_tls, teardown),
+      cmocka_unit_test_setup_teardown(test_tls_stalled_dialer_restarted, setup_tls, teardown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -437,6 +437,76 @@ int tls_issue(const tls_issue_opts_t *o, tls_paths_t *out, char *err, size_t err
   return rv;
 }
 
+/* ---- tls ensure ---- */
+
+int tls_ensure_ca(const char *dir, const tls_issue_opts_t *nodes, int n, int *made,
+                  tls_paths_t *out, char *err, size_t errlen) {
+  *made = 0;
+  if (!dir || !*dir) return tls_fail(TLS_EINVAL, err, errlen, "--dir: empty directory name");
+  memset(out, 0, sizeof *out);
+  if (tls_path(out->cert, sizeof out->cert, dir, "ca", ".crt") != 0 ||
+      tls_path(out->key, sizeof out->key, dir, "ca", ".key") != 0)
+    return tls_fail(TLS_EINVAL, err, errlen, "--dir: path too long");
+  memcpy(out->ca, out->cert, sizeof out->ca);
+  int have_crt = tls_exists(out->cert), have_key = tls_exists(out->key);
+  if (have_crt && have_key) {
+    tls_ca_t ca;
+    int rv = tls_ca_load(out, dir, &ca, err, errlen);
+    if (rv == TLS_OK) tls_ca_free(&ca);
+    return rv;
+  }
+  if (have_crt || have_key) {
+    /* Half a CA (a run cut short between the two files) is only made anew when nothing
+     * issued from it is here: otherwise those certificates would silently stop verifying. */
+    for (int i = 0; i < n; i++) {
+      char crt[TLS_PATH_MAX], key[TLS_PATH_MAX];
+      if (tls_path(crt, sizeof crt, dir, nodes[i].name, ".crt") == 0 &&
+          tls_path(key, sizeof key, dir, nodes[i].name, ".key") == 0 &&
+          (tls_exists(crt) || tls_exists(key)))
+        return tls_fail(TLS_ENOCA, err, errlen,
+                        "%s has %s but not %s, and certificates issued from it (%s); restore "
+                        "the missing file, or make a new CA with `gureum tls init --dir %s "
+                        "--force` and issue every node again",
+                        dir, have_crt ? "ca.crt" : "ca.key", have_crt ? "ca.key" : "ca.crt",
+                        nodes[i].name, dir);
+    }
+  }
+  int rv = tls_make_ca(dir, TLS_CA_DAYS, 1, out, err, errlen);
+  *made = rv == TLS_OK;
+  return rv;
+}
+
+int tls_ensure_node(const tls_issue_opts_t *o, int *made, tls_paths_t *out, char *err,
+                    size_t errlen) {
+  *made = 0;
+  int rv = tls_issue_check(o, err, errlen);
+  if (rv != TLS_OK) return rv;
+  if (o->ndns)
+    return tls_fail(TLS_EINVAL, err, errlen, "%s: DNS names are not checked by ensure; use issue",
+                    o->name);
+  memset(out, 0, sizeof *out);
+  if (tls_path(out->cert, sizeof out->cert, o->dir, o->name, ".crt") != 0 ||
+      tls_path(out->key, sizeof out->key, o->dir, o->name, ".key") != 0 ||
+      tls_path(out->ca, sizeof out->ca, o->dir, "ca", ".crt") != 0)
+    return tls_fail(TLS_EINVAL, err, errlen, "--dir: path too long");
+  if (tls_exists(out->cert) && tls_exists(out->key)) {
+    char why[700];
+    for (int i = 0; i < o->nips; i++)
+      if (tls_check_files(out->ca, out->cert, out->key, o->ips[i], why, sizeof why) != 0)
+        return tls_fail(TLS_EEXIST, err, errlen,
+                        "existing certificate of %s unusable (%s); to replace it: `gureum tls "
+                        "issue %s --dir %s --ip %s --force`",
+                        o->name, why, o->name, o->dir, o->ips[i]);
+    return TLS_OK;
+  }
+  /* None, or half a pair (the key is written first): a new pair. */
+  tls_issue_opts_t f = *o;
+  f.force = 1;
+  rv = tls_issue(&f, out, err, errlen);
+  *made = rv == TLS_OK;
+  return rv;
+}
+
 /* ---- checks of a node's files ---- */
 
 /* Does a dNSName SAN equal `ip`? That is the entry NNG's mbedtls matches the dialled IP with. */
@@ -597,7 +667,8 @@ int tls_nng_config(const tls_creds_t *c, int server, const char *server_name,
 static const char tls_usage[] =
     "gureum tls init [--dir DIR] [--days N] [--force] [--json]\n"
     "       gureum tls issue NAME [--dir DIR] [--ip A.B.C.D ...] [--dns HOST ...] [--days N]\n"
-    "                             [--force] [--json]";
+    "                             [--force] [--json]\n"
+    "       gureum tls ensure NAME=IP[,IP...] ... [--dir DIR] [--days N] [--json]";
 
 static int tls_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -616,7 +687,10 @@ static void tls_help(void) {
          "Make the certificates that secure the cluster channel (RPC and Raft ports):\n"
          "  init   a cluster CA: DIR/ca.crt and DIR/ca.key (mode 0600; keep it off the nodes)\n"
          "  issue  a node certificate NAME.crt + NAME.key signed by DIR's CA; --ip is the address\n"
-         "         peers reach the node at (its advertise address), repeatable, as is --dns\n\n"
+         "         peers reach the node at (its advertise address), repeatable, as is --dns\n"
+         "  ensure the CA unless DIR has one, and NAME.crt + NAME.key for every NAME=IP that has\n"
+         "         none; what exists is checked (signed by DIR's CA, naming IP) and kept, so it\n"
+         "         can run on every start (containers, provisioning scripts)\n\n"
          "  --dir DIR   where the CA lives and files are written (default ./gureum-tls)\n"
          "  --days N    validity (default %d for the CA, %d for a node)\n"
          "  --force     replace existing files\n"
@@ -625,8 +699,10 @@ static void tls_help(void) {
          tls_usage, TLS_CA_DAYS, TLS_NODE_DAYS);
 }
 
+#define TLS_MAX_TARGETS 64 /* NAME=IP arguments of one `tls ensure` */
+
 typedef struct tls_args_s {
-  const char *dir, *days, *pos[2];
+  const char *dir, *days, *pos[1 + TLS_MAX_TARGETS];
   int npos, force, json;
   tls_issue_opts_t issue;
 } tls_args_t;
@@ -666,7 +742,7 @@ static int tls_parse(int argc, char **argv, tls_args_t *a) {
       (ip ? a->issue.ips : a->issue.dns)[(*n)++] = v;
     } else if (arg[0] == '-' && arg[1]) {
       return tls_usage_error("unknown option '%s'", arg);
-    } else if (a->npos < 2) {
+    } else if (a->npos < (int)(sizeof a->pos / sizeof a->pos[0])) {
       a->pos[a->npos++] = arg;
     } else {
       return tls_usage_error("unexpected argument '%s'", arg);
@@ -726,6 +802,7 @@ static int tls_cmd_init(const tls_args_t *a) {
 static int tls_cmd_issue(tls_args_t *a) {
   char err[512];
   tls_paths_t p;
+  if (a->npos > 2) return tls_usage_error("unexpected argument '%s'", a->pos[2]);
   if (a->npos != 2) return tls_usage_error("issue needs NAME");
   if (tls_parse_days(a->days, TLS_NODE_DAYS, &a->issue.days) != 0)
     return tls_usage_error("--days '%s': want 1..%d", a->days, TLS_MAX_DAYS);
@@ -748,12 +825,79 @@ static int tls_cmd_issue(tls_args_t *a) {
   return CLI_OK;
 }
 
+/* "NAME=IP[,IP...]" into o (ips point into buf). */
+static int tls_parse_target(const char *arg, char *buf, size_t buflen, tls_issue_opts_t *o) {
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg || !eq[1] || strlen(arg) >= buflen)
+    return tls_usage_error("'%s': want NAME=IP[,IP...], e.g. node1=10.0.0.11", arg);
+  memcpy(buf, arg, strlen(arg) + 1);
+  buf[eq - arg] = '\0';
+  o->name = buf;
+  o->nips = 0;
+  for (char *save = NULL, *ip = strtok_r(buf + (eq - arg) + 1, ",", &save); ip;
+       ip = strtok_r(NULL, ",", &save)) {
+    if (o->nips >= TLS_MAX_SANS)
+      return tls_usage_error("'%s': at most %d addresses", arg, TLS_MAX_SANS);
+    o->ips[o->nips++] = ip;
+  }
+  return 0;
+}
+
+static int tls_cmd_ensure(tls_args_t *a) {
+  static char bufs[TLS_MAX_TARGETS][TLS_MAX_SANS * 16 + 80];
+  static tls_issue_opts_t nodes[TLS_MAX_TARGETS];
+  char err[1400];
+  int n = a->npos - 1, days, made, rv;
+  if (n < 1) return tls_usage_error("ensure needs at least one NAME=IP");
+  if (a->force)
+    return tls_usage_error("ensure keeps what exists; replace a file with issue --force");
+  if (a->issue.nips || a->issue.ndns)
+    return tls_usage_error("ensure takes the addresses as NAME=IP, not --ip/--dns");
+  if (tls_parse_days(a->days, TLS_NODE_DAYS, &days) != 0)
+    return tls_usage_error("--days '%s': want 1..%d", a->days, TLS_MAX_DAYS);
+  for (int i = 0; i < n; i++) {
+    memset(&nodes[i], 0, sizeof nodes[i]);
+    if ((rv = tls_parse_target(a->pos[1 + i], bufs[i], sizeof bufs[i], &nodes[i])) != 0) return rv;
+    nodes[i].dir = a->dir;
+    nodes[i].days = days;
+    if ((rv = tls_issue_check(&nodes[i], err, sizeof err)) != TLS_OK)
+      return tls_usage_error("%s: %s", a->pos[1 + i], err);
+    if (strcmp(nodes[i].name, "ca") == 0)
+      return tls_usage_error("NAME 'ca' is taken by the CA's own files; pick another");
+    for (int j = 0; j < i; j++)
+      if (strcmp(nodes[j].name, nodes[i].name) == 0)
+        return tls_usage_error("%s is named twice", nodes[i].name);
+  }
+  tls_paths_t p;
+  if ((rv = tls_ensure_ca(a->dir, nodes, n, &made, &p, err, sizeof err)) != TLS_OK)
+    return tls_exit(rv, err);
+  tls_abs(p.cert, sizeof p.cert);
+  json_t *out = json_pack("{s:s,s:b,s:[]}", "ca", p.cert, "ca_made", made, "nodes");
+  if (!a->json) printf("%s %s\n", made ? "wrote" : "kept ", p.cert);
+  for (int i = 0; i < n; i++) {
+    if ((rv = tls_ensure_node(&nodes[i], &made, &p, err, sizeof err)) != TLS_OK) {
+      json_decref(out);
+      return tls_exit(rv, err);
+    }
+    tls_abs(p.cert, sizeof p.cert);
+    tls_abs(p.key, sizeof p.key);
+    json_array_append_new(json_object_get(out, "nodes"),
+                          json_pack("{s:s,s:s,s:s,s:b}", "name", nodes[i].name, "cert", p.cert,
+                                    "key", p.key, "made", made));
+    if (!a->json) printf("%s %s, %s\n", made ? "wrote" : "kept ", p.cert, p.key);
+  }
+  if (a->json) tls_print_json(out);
+  else json_decref(out);
+  return CLI_OK;
+}
+
 int tls_cli(int argc, char **argv) {
   tls_args_t a;
   int rv = tls_parse(argc, argv, &a);
   if (rv) return rv < 0 ? CLI_OK : rv;
-  if (a.npos == 0) return tls_usage_error("expected 'init' or 'issue NAME'");
+  if (a.npos == 0) return tls_usage_error("expected 'init', 'issue NAME' or 'ensure NAME=IP ...'");
   if (!strcmp(a.pos[0], "init")) return tls_cmd_init(&a);
   if (!strcmp(a.pos[0], "issue")) return tls_cmd_issue(&a);
+  if (!strcmp(a.pos[0], "ensure")) return tls_cmd_ensure(&a);
   return tls_usage_error("unknown subcommand '%s'", a.pos[0]);
 }

@@ -47,6 +47,18 @@ int tls_make_ca(const char *dir, int days, int force, tls_paths_t *out, char *er
  * one DNS SAN of the same text per address (see docs/architecture.md, "TLS between nodes"). */
 int tls_issue(const tls_issue_opts_t *o, tls_paths_t *out, char *err, size_t errlen);
 
+/* `tls ensure`, the CA half: keep DIR's CA (checked: a CA, its key matching) or make one when
+ * there is none, or when only half of one is there and none of `nodes` (n) has files from it.
+ * *made says whether one was made; out as for tls_make_ca. */
+int tls_ensure_ca(const char *dir, const tls_issue_opts_t *nodes, int n, int *made,
+                  tls_paths_t *out, char *err, size_t errlen);
+
+/* `tls ensure`, one node: keep NAME.crt + NAME.key when both exist and they pass
+ * tls_check_files against DIR's ca.crt for every address in o->ips (else TLS_EEXIST, the message
+ * saying how to replace them); otherwise issue a new pair (*made = 1). o->ndns must be 0. */
+int tls_ensure_node(const tls_issue_opts_t *o, int *made, tls_paths_t *out, char *err,
+                    size_t errlen);
+
 /* Check a node's files: each readable and PEM, the key belongs to the certificate, the
  * certificate is valid now, chains to the CA and may serve as client and server, and (when
  * `ip` is not NULL, "" or "0.0.0.0") names `ip` the way peers verify it. Returns 0, or a
@@ -71,7 +83,7 @@ void tls_creds_release(tls_creds_t *c);
 int tls_nng_config(const tls_creds_t *c, int server, const char *server_name,
                    nng_tls_config **out);
 
-/* `gureum tls init|issue ...`: returns a CLI exit code (0 ok, 2 bad usage, 3 failed). */
+/* `gureum tls init|issue|ensure ...`: returns a CLI exit code (0 ok, 2 bad usage, 3 failed). */
 int tls_cli(int argc, char **argv);
 
 #endif

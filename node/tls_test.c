@@ -280,6 +280,92 @@ static void test_cli_exit_codes(void **state) {
   assert_int_equal(run_cli(2, help), CLI_OK);
 }
 
+static void file_bytes(const char *path, char *buf, size_t len) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  memset(buf, 0, len);
+  assert_true(fread(buf, 1, len - 1, f) > 0);
+  fclose(f);
+}
+
+/* `tls ensure`: makes what is missing, keeps (byte for byte) what exists and still fits,
+ * refuses what does not fit, and remakes half a pair. */
+static void test_ensure(void **state) {
+  env_t *e = *state;
+  char dir[160], path[256], before[4096], after[4096], why[512];
+  snprintf(dir, sizeof dir, "%s/ensure", e->root);
+  const char *first[] = {"tls", "ensure", "--dir", dir, "a=10.2.0.1", "b=10.2.0.2,10.2.0.22"};
+  assert_int_equal(run_cli(6, first), CLI_OK);
+  assert_int_equal(mode_of(dir), 0700);
+  char ca[200], crt[200], key[200];
+  snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+  snprintf(crt, sizeof crt, "%s/b.crt", dir);
+  snprintf(key, sizeof key, "%s/b.key", dir);
+  assert_int_equal(mode_of(key), 0600);
+  assert_int_equal(tls_check_files(ca, crt, key, "10.2.0.22", why, sizeof why), 0);
+  file_bytes(crt, before, sizeof before);
+  /* Again, with one more node: the CA and b are kept as they are, c is made. */
+  const char *again[] = {"tls", "ensure", "--dir", dir, "a=10.2.0.1", "b=10.2.0.2,10.2.0.22",
+                         "c=10.2.0.3", "--json"};
+  assert_int_equal(run_cli(8, again), CLI_OK);
+  file_bytes(crt, after, sizeof after);
+  assert_string_equal(before, after);
+  snprintf(path, sizeof path, "%s/c.key", dir);
+  assert_int_equal(mode_of(path), 0600);
+  /* An existing certificate that does not name the address: refused, not replaced. */
+  const char *moved[] = {"tls", "ensure", "--dir", dir, "b=10.2.0.9"};
+  assert_int_equal(run_cli(5, moved), CLI_FAILED);
+  file_bytes(crt, after, sizeof after);
+  assert_string_equal(before, after);
+  /* Half a pair (the certificate lost): a new pair. */
+  unlink(crt);
+  assert_int_equal(run_cli(6, first), CLI_OK);
+  assert_int_equal(tls_check_files(ca, crt, key, "10.2.0.2", why, sizeof why), 0);
+  /* Node files from another CA: refused. */
+  tls_paths_t p;
+  char err[512];
+  tls_issue_opts_t o = {.dir = e->ca2, .name = "b", .days = 30, .nips = 1};
+  o.ips[0] = "10.2.0.2";
+  assert_int_equal(tls_issue(&o, &p, err, sizeof err), TLS_OK);
+  char cp[600];
+  snprintf(cp, sizeof cp, "cp %s/b.crt %s/b.key %s/", e->ca2, e->ca2, dir);
+  assert_int_equal(system(cp), 0);
+  int made = 1;
+  o.dir = dir;
+  assert_int_equal(tls_ensure_node(&o, &made, &p, err, sizeof err), TLS_EEXIST);
+  assert_non_null(strstr(err, "--force"));
+  assert_int_equal(made, 0);
+  /* Half a CA: made anew only when no node files come from it. */
+  snprintf(path, sizeof path, "%s/ca.key", dir);
+  unlink(path);
+  assert_int_equal(tls_ensure_ca(dir, &o, 1, &made, &p, err, sizeof err), TLS_ENOCA);
+  assert_non_null(strstr(err, "ca.key"));
+  char fresh[160];
+  snprintf(fresh, sizeof fresh, "%s/fresh", e->root);
+  assert_int_equal(tls_make_ca(fresh, 30, 0, &p, err, sizeof err), TLS_OK);
+  unlink(p.key);
+  tls_issue_opts_t n = {.dir = fresh, .name = "z", .days = 30, .nips = 1};
+  n.ips[0] = "10.2.0.5";
+  assert_int_equal(tls_ensure_ca(fresh, &n, 1, &made, &p, err, sizeof err), TLS_OK);
+  assert_int_equal(made, 1);
+  assert_int_equal(tls_ensure_node(&n, &made, &p, err, sizeof err), TLS_OK);
+  assert_int_equal(made, 1);
+  /* Usage errors. */
+  const char *bad[][6] = {
+      {"tls", "ensure", "--dir", dir, NULL, NULL},                  /* no NAME=IP */
+      {"tls", "ensure", "--dir", dir, "a", NULL},                   /* no =IP */
+      {"tls", "ensure", "--dir", dir, "a=10.2.0", NULL},            /* bad address */
+      {"tls", "ensure", "--dir", dir, "a=10.2.0.1", "a=10.2.0.2"},  /* twice */
+      {"tls", "ensure", "--dir", dir, "ca=10.2.0.1", NULL},         /* reserved name */
+      {"tls", "ensure", "--force", "a=10.2.0.1", NULL, NULL},       /* --force */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int argc = 0;
+    while (argc < 6 && bad[i][argc]) argc++;
+    if (run_cli(argc, bad[i]) != CLI_USAGE) fail_msg("bad ensure case %zu did not exit 2", i);
+  }
+}
+
 static void test_nng_configs(void **state) {
   env_t *e = *state;
   char err[256];
@@ -347,6 +433,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_overwrite, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cli_exit_codes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ensure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_nng_configs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_keys, setup, teardown),
   };

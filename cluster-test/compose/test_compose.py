@@ -1,7 +1,11 @@
 """test_compose.py - the five-node compose cluster (deploy/docker-compose.yml) in real containers,
-under real faults: membership and Raft, a killed voter (detected dead, replaced), a network
-partition (docker network disconnect/connect), a node recreated on its volume, and S3 reads and
-writes through the published port while all that happens.
+under real faults: membership and Raft, TLS between nodes (certificates made by the one-shot
+`certs` service; a container without a certificate from the cluster CA is refused), a killed
+voter (detected dead, replaced), a network partition (docker network disconnect/connect), a node
+recreated on its volume, a node restored from an old backup, and S3 reads and writes through the
+published port while all that happens. Objects have 3 copies over the 3 storage nodes: those
+written before a fault read back byte-identical during it, new writes succeed, and once the node
+is back anti-entropy brings every copy level (`gureum storage status --json`).
 
 The module's cluster is a compose project of its own (unique name, free /24, free host ports), so
 it runs beside `make compose-up` and beside other runs; cluster-test/compose/docker-compose.test.yml
@@ -9,6 +13,7 @@ shortens the failure timeouts. Everything it made (containers, network, volumes)
 end, also on failure, and the last test asserts nothing is left. Node logs of a failed run are kept
 in cluster-test/logs/compose/. Needs a Docker engine and the image (`make compose-test` builds it);
 without an engine the module is skipped. Every wait is bounded."""
+import hashlib
 import ipaddress
 import json
 import os
@@ -21,6 +26,7 @@ import uuid
 
 import boto3
 import botocore.config
+import botocore.exceptions
 import pytest
 import requests
 
@@ -36,6 +42,8 @@ ROLES = {"node1": ["storage", "dns", "pipeline"], "node2": ["storage", "dns", "p
          "node5": ["edge", "balancer"]}
 ZONES = {"node1": "zone-a", "node2": "zone-b", "node3": "zone-c", "node4": "zone-a",
          "node5": "zone-b"}
+STORAGE = [n for n in NODES if "storage" in ROLES[n]]
+TLS_DIR = "/etc/gureum/tls"  # where the compose file mounts the certificates' volume
 PREFIX = "gureumt"  # project names: gureumt<pid>x<hex>, so stale ones of dead runs are found
 
 
@@ -172,6 +180,8 @@ class ComposeCluster:
         self.env.pop("COMPOSE_FILE", None)
         self._cids = {}
         self.key = None
+        self.failed_before = 0  # the session's failure count when the cluster came up
+        self.logs_kept = None
 
     # --- compose and docker ---
     def dc_args(self, *args):
@@ -276,6 +286,56 @@ class ComposeCluster:
                                           connect_timeout=3, read_timeout=10,
                                           retries={"total_max_attempts": 1}))
 
+    # --- replicated storage ---
+    def storage_status(self):
+        """`gureum storage status --json` as an operator runs it (compose exec on node1)."""
+        out = self.dc("exec", "-T", "node1", "gureum", "storage", "status", "--json",
+                      timeout=60).stdout
+        return json.loads(out)
+
+    def storage_unlevel(self):
+        """Asks every storage node for an anti-entropy round now, then lists what keeps the
+        copies from being level: per node an error, a round running or none yet, differing
+        partitions, queued repairs or hints, partitions still moving, unequal object counts."""
+        for n in STORAGE:
+            self.gureum(n, "storage", "sync", timeout=10, check=False)
+        time.sleep(0.5)
+        st = self.storage_status()
+        by = {x["name"]: x for x in st["nodes"]}
+        why = []
+        if sorted(by) != STORAGE:
+            why.append(f"layout nodes {sorted(by)}")
+        if st["rebalance"]["moving_partitions"]:
+            why.append(f"{st['rebalance']['moving_partitions']} partitions moving")
+        for n, x in sorted(by.items()):
+            ae = x.get("antientropy") or {}
+            if x.get("error"):
+                why.append(f"{n}: {x['error']}")
+            elif ae.get("running") or ae.get("rounds", 0) < 1:
+                why.append(f"{n}: anti-entropy round pending")
+            elif ae.get("differing", 1) or x.get("sync_queue", 1) or x.get("hints_pending", 1):
+                why.append(f"{n}: differing {ae.get('differing')}, queue {x.get('sync_queue')}, "
+                           f"hints {x.get('hints_pending')}")
+        objects = {n: x.get("objects") for n, x in by.items()}
+        if len(set(objects.values())) != 1:
+            why.append(f"objects {objects}")
+        return why, st
+
+    def wait_storage_level(self, timeout=90):
+        """Until every copy is level (storage_unlevel() finds nothing); returns (seconds, status)."""
+        t0 = time.monotonic()
+        last = []
+
+        def cond():
+            why, st = self.storage_unlevel()
+            last[:] = why
+            return None if why else st
+        try:
+            st = wait_for(cond, timeout, "the storage copies to be level", interval=1)
+        except Timeout as e:
+            raise Timeout(f"{e}; still: {last}") from None
+        return time.monotonic() - t0, st
+
     # --- life cycle ---
     def up(self):
         self.dc("up", "-d", timeout=180)
@@ -285,10 +345,20 @@ class ComposeCluster:
                 check=False)
         self._cids.clear()
 
+    def keep_logs_if_failed(self, session):
+        """Node logs of a run in which a test failed (once, before the containers go)."""
+        if self.logs_kept or session.testsfailed <= self.failed_before:
+            return
+        try:
+            self.logs_kept = self.dump_logs()
+            print(f"\nnode logs kept in {self.logs_kept}")
+        except Exception as e:
+            print(f"\ncould not keep the node logs: {e}")
+
     def dump_logs(self):
         dest = os.path.join(LOGS, self.project)
         os.makedirs(dest, exist_ok=True)
-        for n in NODES:
+        for n in ["certs", *NODES]:
             r = self.dc("logs", "--no-color", n, timeout=60, check=False)
             with open(os.path.join(dest, f"{n}.log"), "w") as f:
                 f.write(r.stdout + r.stderr)
@@ -301,7 +371,7 @@ def cluster(request):
     if sh(["docker", "image", "inspect", IMAGE], check=False).returncode != 0:
         pytest.fail(f"image {IMAGE} not found: run `make image` (make compose-test builds it)")
     c = ComposeCluster()
-    failed_before = request.session.testsfailed
+    c.failed_before = request.session.testsfailed
     try:
         t0 = time.monotonic()
         c.up()
@@ -310,11 +380,7 @@ def cluster(request):
               f"{time.monotonic() - t0:.1f}s")
         yield c
     finally:
-        if request.session.testsfailed > failed_before:
-            try:
-                print(f"\nnode logs kept in {c.dump_logs()}")
-            except Exception as e:
-                print(f"\ncould not keep the node logs: {e}")
+        c.keep_logs_if_failed(request.session)
         c.down()
         left = project_leftovers(c.project)
         if any(left.values()):
@@ -323,22 +389,48 @@ def cluster(request):
 
 
 class S3Probe:
-    """Writes and reads one new object per call through the published S3 port; counts failures."""
+    """Writes and reads one new object per call through the published S3 port; counts failures
+    and remembers what it wrote (written), to be read again later."""
 
-    def __init__(self, cluster, bucket):
-        self.s3, self.bucket = cluster.s3(), bucket
-        self.ok, self.errors, self.n = 0, [], 0
+    def __init__(self, cluster, bucket, prefix="probe"):
+        self.s3, self.bucket, self.prefix = cluster.s3(), bucket, prefix
+        self.ok, self.errors, self.n, self.written = 0, [], 0, {}
 
     def step(self):
         self.n += 1
-        key, body = f"probe/{self.n:05d}", os.urandom(2048) + str(self.n).encode()
+        key, body = f"{self.prefix}/{self.n:05d}", os.urandom(2048) + str(self.n).encode()
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+            self.written[key] = hashlib.sha256(body).hexdigest()
             got = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             assert got == body, f"{key}: read back {len(got)} bytes that differ"
             self.ok += 1
         except Exception as e:
             self.errors.append(f"{key}: {e.__class__.__name__}: {e}"[:300])
+
+
+def put_objects(s3, bucket, prefix, sizes=(0, 1, 4096, 65_537, 300_000, 1_500_000, 3_000_001)):
+    """One object per size (some over a 1 MiB block); returns {key: sha256 hex}."""
+    written = {}
+    for i, size in enumerate(sizes):
+        key, body = f"{prefix}/{i:02d}-{size}", os.urandom(size)
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        written[key] = hashlib.sha256(body).hexdigest()
+    return written
+
+
+def unreadable(s3, bucket, written):
+    """The keys of `written` ({key: sha256}) that do not read back byte-identical, with why."""
+    bad = []
+    for key, digest in written.items():
+        try:
+            got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as e:
+            bad.append((key, f"{e.__class__.__name__}: {e}"[:200]))
+            continue
+        if hashlib.sha256(got).hexdigest() != digest:
+            bad.append((key, f"{len(got)} bytes that differ"))
+    return bad
 
 
 @pytest.fixture(scope="module")
@@ -348,13 +440,17 @@ def bucket(cluster):
     return "faults"
 
 
-def pick_voter(cluster, exclude=("node1",)):
-    """A voter other than node1 (whose ports the tests use), preferably not the leader."""
+def pick_voter(cluster, exclude=("node1",), voter_only=True):
+    """A node other than node1 (whose ports the tests use) to inflict a fault on: a storage voter
+    if there is one (so the fault hits both Raft and an object copy), else any voter, or (with
+    voter_only False) a storage node that is not a voter; preferably not the leader."""
     leader, roles = wait_for(lambda: cluster.raft_view(NODES), 30, "an agreed Raft leader")
     voters = [n for n, r in roles.items() if r == "voter" and n not in exclude]
     assert voters, f"no voter outside {exclude}: {roles}"
-    others = [v for v in voters if v != leader]
-    return (others or voters)[0], leader, roles
+    choice = ([v for v in voters if v in STORAGE] or
+              ([] if voter_only else [n for n in STORAGE if n not in exclude]) or voters)
+    others = [v for v in choice if v != leader]
+    return (others or choice)[0], leader, roles
 
 
 # --- tests ----------------------------------------------------------------------------------
@@ -403,6 +499,106 @@ def test_raft_one_leader_and_voters(cluster):
     assert states.count("leader") == 1, states
 
 
+def test_tls_on_every_node(cluster):
+    """The certs service ran once, as uid 10001, and exited 0; every node runs the cluster channel
+    over TLS with its own certificate from the volume (cluster_tls in `gureum status`); running
+    certs again keeps every file."""
+    ids = cluster.dc("ps", "--all", "-q", "certs", timeout=30).stdout.split()
+    assert len(ids) == 1, f"expected one certs container, got {ids}"
+    st = json.loads(sh(["docker", "inspect", "-f", "{{json .State}}", ids[0]]).stdout)
+    assert st["Status"] == "exited" and st["ExitCode"] == 0, st
+    user = sh(["docker", "inspect", "-f", "{{.Config.User}}", ids[0]]).stdout.strip()
+    assert user.split(":")[0] in ("10001", "gureum"), f"certs ran as {user!r}"
+    for n in NODES:
+        status = cluster.json(n, "status")
+        assert status["cluster_tls"] is True, (n, status)
+        env = sh(["docker", "inspect", "-f", "{{json .Config.Env}}", cluster.cid(n)]).stdout
+        env = dict(e.split("=", 1) for e in json.loads(env))
+        assert env["GUREUM_TLS_CA"] == f"{TLS_DIR}/ca.crt", env
+        assert env["GUREUM_TLS_CERT"] == f"{TLS_DIR}/{n}.crt", env
+        assert env["GUREUM_TLS_KEY"] == f"{TLS_DIR}/{n}.key", env
+        mounts = json.loads(sh(["docker", "inspect", "-f", "{{json .Mounts}}",
+                                cluster.cid(n)]).stdout)
+        tls = [m for m in mounts if m["Destination"] == TLS_DIR]
+        assert tls and tls[0]["RW"] is False, (n, mounts)
+    # Idempotent: a second run (as `up` does every time) keeps the CA and every certificate.
+    r = cluster.dc("run", "--rm", "-T", "certs", timeout=120)
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1 + len(NODES) and all(x.startswith("kept") for x in lines), r.stdout
+    metrics = requests.get(f"http://127.0.0.1:{cluster.ports['admin']}/metrics", timeout=5).text
+    assert 'gureum_rpc_tls_refused_total{side="inbound"} 0' in metrics, \
+        [x for x in metrics.splitlines() if "tls_refused" in x]
+
+
+def tls_refused_inbound(cluster):
+    metrics = requests.get(f"http://127.0.0.1:{cluster.ports['admin']}/metrics", timeout=5).text
+    for line in metrics.splitlines():
+        if line.startswith('gureum_rpc_tls_refused_total{side="inbound"}'):
+            return int(float(line.split()[-1]))
+    raise AssertionError("gureum_rpc_tls_refused_total{side=\"inbound\"} not in node1's metrics")
+
+
+def test_node_without_cluster_certificate_is_refused(cluster):
+    """Two strangers join the cluster network with the right secret and seeds: one with a
+    certificate from a CA of its own (`gureum tls ensure` in a volume of its own), one without
+    TLS. Neither gets in: node1 never lists them alive, each lists nobody else alive, node1 counts
+    the refused handshakes - and both keep running (so they really tried)."""
+    net, lbl = cluster.network(), f"com.docker.compose.project={cluster.project}"
+    seeds = ",".join(f"{cluster.ip(n)}:7071" for n in STORAGE)
+    strangers = {"stranger-ca": f"{cluster.net}.51", "stranger-plain": f"{cluster.net}.52"}
+    volume = f"{cluster.project}_stranger-tls"
+    made = []
+    refused0 = tls_refused_inbound(cluster)
+    try:
+        sh(["docker", "volume", "create", "--label", lbl, volume])
+        sh(["docker", "run", "--rm", "--network", "none", "--label", lbl,
+            "-v", f"{volume}:{TLS_DIR}", IMAGE, "tls", "ensure", "--dir", TLS_DIR,
+            f"stranger-ca={strangers['stranger-ca']}"], timeout=60)
+        for name, ip in strangers.items():
+            args = ["docker", "run", "-d", "--name", f"{cluster.project}-{name}", "--label", lbl,
+                    "--network", net, "--ip", ip,
+                    "-e", f"GUREUM_NAME={name}", "-e", f"GUREUM_ADVERTISE={ip}",
+                    "-e", f"GUREUM_CLUSTER_SECRET={cluster.env['GUREUM_COMPOSE_SECRET']}",
+                    "-e", f"GUREUM_SEEDS={seeds}", "-e", "GUREUM_ROLES=storage",
+                    "-e", "GUREUM_GOSSIP_PUSHPULL_INTERVAL_MS=2000"]
+            if name == "stranger-ca":
+                args += ["-v", f"{volume}:{TLS_DIR}:ro", "-e", f"GUREUM_TLS_CA={TLS_DIR}/ca.crt",
+                         "-e", f"GUREUM_TLS_CERT={TLS_DIR}/{name}.crt",
+                         "-e", f"GUREUM_TLS_KEY={TLS_DIR}/{name}.key"]
+            made.append(sh([*args, IMAGE], timeout=60).stdout.strip())
+        for cid, name in zip(made, strangers):
+            st = wait_for(lambda: json.loads(sh(["docker", "exec", cid, "gureum", "status",
+                                                 "--json"], timeout=10).stdout), 30,
+                          f"{name} to answer")
+            assert st["cluster_tls"] is (name == "stranger-ca"), st
+        # A dozen seconds: many join attempts, probes and push-pulls (2 s) on both sides.
+        seen, deadline = [], time.monotonic() + 12
+        while time.monotonic() < deadline:
+            m = cluster.members("node1")
+            seen += [(n, m[n]) for n in strangers if m.get(n) == "alive"]
+            time.sleep(1)
+        assert not seen, f"node1 listed a stranger alive: {seen}"
+        for cid, name in zip(made, strangers):
+            running = sh(["docker", "inspect", "-f", "{{.State.Running}}", cid]).stdout.strip()
+            assert running == "true", f"{name} exited: {sh(['docker', 'logs', cid]).stderr[-1500:]}"
+            own = json.loads(sh(["docker", "exec", cid, "gureum", "members", "--json"],
+                                timeout=10).stdout)
+            alive = [x["name"] for x in own if x["state"] == "alive" and not x.get("self")]
+            assert not alive, f"{name} lists {alive} alive"
+        for n in NODES:
+            m = cluster.members(n)
+            assert not [x for x in strangers if m.get(x) == "alive"], (n, m)
+        refused = wait_for(lambda: tls_refused_inbound(cluster) - refused0 or None, 10,
+                           "node1 to count refused TLS handshakes")
+        cluster.wait_all_alive(timeout=30)
+        print(f"\nstrangers refused: node1 refused {refused} handshakes, lists neither alive")
+    finally:
+        if made:
+            sh(["docker", "rm", "-fv", *made], check=False)
+        sh(["docker", "volume", "rm", "-f", volume], check=False)
+    assert not sh(["docker", "ps", "-aq", "--filter", f"name={cluster.project}-stranger"]).stdout
+
+
 def test_s3_through_published_port(cluster, bucket):
     """S3 (SigV4, path style) through node1's published port; the website port answers HTTP."""
     s3 = cluster.s3()
@@ -420,7 +616,9 @@ def test_killed_voter_is_detected_dead_and_replaced(cluster, bucket):
     (raft.dead_voter_timeout_s 3), S3 keeps working; started again it comes back alive."""
     victim, leader, roles = pick_voter(cluster)
     observers = [n for n in NODES if n != victim]
-    probe = S3Probe(cluster, bucket)
+    s3 = cluster.s3()
+    before = put_objects(s3, bucket, "before-kill")
+    probe = S3Probe(cluster, bucket, "during-kill")
     t0 = time.monotonic()
     sh(["docker", "kill", cluster.cid(victim)])
     try:
@@ -429,6 +627,9 @@ def test_killed_voter_is_detected_dead_and_replaced(cluster, bucket):
             return not cluster.not_seeing(observers, [victim], "dead")
         wait_for(dead_everywhere, 40, f"every other node to list {victim} dead")
         t_dead = time.monotonic() - t0
+        # One copy gone (if it was a storage node), two left: a quorum for reads and writes.
+        bad = unreadable(s3, bucket, before)
+        assert not bad, f"objects written before killing {victim} misread: {bad}"
 
         def replaced():
             probe.step()
@@ -441,24 +642,32 @@ def test_killed_voter_is_detected_dead_and_replaced(cluster, bucket):
         voters = wait_for(replaced, 60, f"{victim} to be replaced as a voter")
         t_replaced = time.monotonic() - t0
         print(f"\nkilled {victim} (leader {leader}): dead everywhere after {t_dead:.1f}s, "
-              f"voters {voters} after {t_replaced:.1f}s; S3 ok {probe.ok}/{probe.n}")
+              f"voters {voters} after {t_replaced:.1f}s; S3 ok {probe.ok}/{probe.n}, "
+              f"{len(before)} earlier objects intact")
         assert not probe.errors, f"S3 failed during the fault: {probe.errors[:5]}"
         assert probe.ok >= 2
     finally:
         sh(["docker", "start", cluster.cid(victim)], check=False)
+    t1 = time.monotonic()
     cluster.wait_all_alive(timeout=60)
     # Back, it replicates as a standby (the three voters stay).
-    wait_for(lambda: in_raft_again(cluster, victim), 60,
-             f"{victim} to replicate again with three voters")
+    wait_in_raft(cluster, victim)
+    took, st = cluster.wait_storage_level(timeout=90)
+    print(f"{victim} back: copies level {time.monotonic() - t1:.1f}s after its start "
+          f"({st['nodes'][0]['objects']} objects on each storage node)")
+    bad = unreadable(s3, bucket, {**before, **probe.written})
+    assert not bad, f"objects misread after {victim} came back: {bad[:5]}"
 
 
 def test_partitioned_node_is_seen_dead_then_alive_again(cluster, bucket):
     """docker network disconnect cuts a node off: each side sees the other suspect, then dead;
     S3 keeps working; docker network connect (same address) heals it: all alive, one leader."""
-    victim, leader, roles = pick_voter(cluster)
+    victim, leader, roles = pick_voter(cluster, voter_only=False)
     observers = [n for n in NODES if n != victim]
     net = cluster.network()
-    probe = S3Probe(cluster, bucket)
+    s3 = cluster.s3()
+    before = put_objects(s3, bucket, "before-partition")
+    probe = S3Probe(cluster, bucket, "during-partition")
     took = {}
     t0 = time.monotonic()
     sh(["docker", "network", "disconnect", "-f", net, cluster.cid(victim)])
@@ -478,6 +687,8 @@ def test_partitioned_node_is_seen_dead_then_alive_again(cluster, bucket):
         # Quorum stays on the majority side: writes through node1 still commit.
         cluster.gureum("node1", "state", "put", "compose/partition", "during", timeout=20)
         assert not probe.errors, f"S3 failed during the partition: {probe.errors[:5]}"
+        bad = unreadable(s3, bucket, before)
+        assert not bad, f"objects written before the partition misread: {bad}"
         sh(["docker", "network", "connect", "--ip", cluster.ip(victim), net, cluster.cid(victim)])
         connected = True
         t1 = time.monotonic()
@@ -488,6 +699,10 @@ def test_partitioned_node_is_seen_dead_then_alive_again(cluster, bucket):
         wait_for(lambda: cluster.json(victim, "state", "get", "compose/partition", "--stale")
                  .get("value") == "during", 60, f"{victim} to apply the write made without it")
         took["reconnected: caught up"] = time.monotonic() - t1
+        cluster.wait_storage_level(timeout=90)
+        took["reconnected: copies level"] = time.monotonic() - t1
+        bad = unreadable(s3, bucket, {**before, **probe.written})
+        assert not bad, f"objects misread after the partition healed: {bad[:5]}"
     finally:
         if not connected:
             sh(["docker", "network", "connect", "--ip", cluster.ip(victim), net,
@@ -524,7 +739,7 @@ def test_recreated_node_keeps_its_state(cluster, bucket):
                    "the S3 object through the published port")
     assert got == body
     # Its graceful stop took it out of the Raft configuration; the leader adds it back.
-    wait_for(lambda: in_raft_again(cluster, "node1"), 60, "node1 back in the Raft configuration")
+    wait_in_raft(cluster, "node1")
     print(f"\nnode1 recreated on its volume, answering after {t_up:.1f}s, back in Raft after "
           f"{time.monotonic() - t0:.1f}s")
 
@@ -536,10 +751,28 @@ def in_raft_again(cluster, node):
         sum(r == "voter" for r in v[1].values()) == 3
 
 
+def wait_in_raft(cluster, node, timeout=60):
+    """Until in_raft_again(node); on a timeout the message shows what each node last said."""
+    try:
+        wait_for(lambda: in_raft_again(cluster, node), timeout,
+                 f"{node} back in the Raft configuration with three voters")
+    except Timeout as e:
+        views = {}
+        for n in NODES:
+            try:
+                r = cluster.raft(n)
+                views[n] = (r.get("state"), r.get("leader"),
+                            {m["name"]: m["role"] for m in r.get("members", [])})
+            except Exception as x:
+                views[n] = f"{x.__class__.__name__}: {x}"[:200]
+        raise Timeout(f"{e}; raft status per node: {views}") from None
+
+
 def test_rolling_restart_one_node_at_a_time(cluster, bucket):
     """The upgrade procedure of docs/deploy.md: stop one node (it leaves the cluster), start it on
     its volume, wait until every node lists it alive and it is back in the Raft configuration,
-    then the next one. Writes commit while each node is down; nothing is lost."""
+    then the next one. Writes commit while each node is down; nothing is lost, and the object
+    copies are level at the end."""
     s3 = cluster.s3()
     body = os.urandom(200_000)
     s3.put_object(Bucket=bucket, Key="rolling.bin", Body=body)
@@ -552,7 +785,7 @@ def test_rolling_restart_one_node_at_a_time(cluster, bucket):
                                         timeout=20), 30, f"a write while {node} is down")
         cluster.dc("start", node, timeout=60)
         cluster.wait_all_alive(timeout=60)
-        wait_for(lambda: in_raft_again(cluster, node), 60, f"{node} back in the Raft configuration")
+        wait_in_raft(cluster, node)
         took[node] = round(time.monotonic() - t0, 1)
     print(f"\nrolling restart, seconds per node: {took}")
     for reader in NODES:
@@ -562,6 +795,10 @@ def test_rolling_restart_one_node_at_a_time(cluster, bucket):
     got = wait_for(lambda: s3.get_object(Bucket=bucket, Key="rolling.bin")["Body"].read(), 30,
                    "the S3 object after node1's restart")
     assert got == body
+    # Each storage node's graceful stop took it out of the storage layout; all back, the copies
+    # level again (docs/deploy.md: wait for this before the next storage node).
+    took_level, _ = cluster.wait_storage_level(timeout=90)
+    print(f"copies level {took_level:.1f}s after the last restart")
 
 
 def tools_image():
@@ -573,10 +810,11 @@ def tools_image():
     return None
 
 
-def test_backup_and_restore_of_a_node_volume(cluster, tmp_path):
+def test_backup_and_restore_of_a_node_volume(cluster, bucket, tmp_path):
     """docs/deploy.md's backup: stop the node, tar its volume, start it; later restore that tar
     into the volume: the node keeps its id and catches up with what was written after the
-    backup."""
+    backup - the control-plane state from the leader, the objects (and a deletion) by
+    anti-entropy from the other copies."""
     tools = tools_image()
     if not tools:
         pytest.skip("no image with tar (gureum-base:bookworm or debian:bookworm)")
@@ -588,6 +826,9 @@ def test_backup_and_restore_of_a_node_volume(cluster, tmp_path):
     wait_for(lambda: cluster.json(node, "state", "get", "compose/backup", "--stale")
              .get("value") == "before", 30, f"{node} to apply the write")
     backup = str(tmp_path)
+    s3 = cluster.s3()
+    s3.put_object(Bucket=bucket, Key="backup/deleted-later", Body=b"gone after the backup")
+    cluster.wait_storage_level(timeout=90)  # node2 holds its copy when the backup is taken
 
     def tar(script):
         sh(["docker", "run", "--rm", "--network", "none", "-v", f"{volume}:/data",
@@ -597,8 +838,11 @@ def test_backup_and_restore_of_a_node_volume(cluster, tmp_path):
     tar("tar -C /data -czf /backup/node.tgz .")
     cluster.dc("start", node, timeout=60)
     cluster.wait_all_alive(timeout=60)
-    wait_for(lambda: in_raft_again(cluster, node), 60, f"{node} back in the Raft configuration")
+    wait_in_raft(cluster, node)
     cluster.gureum("node1", "state", "put", "compose/backup", "after", timeout=20)
+    s3.delete_object(Bucket=bucket, Key="backup/deleted-later")  # the backup still has it
+    after = put_objects(s3, bucket, "after-backup", sizes=(10, 200_000, 1_200_000))
+    cluster.wait_storage_level(timeout=90)
 
     t0 = time.monotonic()
     cluster.dc("stop", "--timeout", "20", node, timeout=60)
@@ -607,15 +851,25 @@ def test_backup_and_restore_of_a_node_volume(cluster, tmp_path):
     wait_for(lambda: cluster.json(node, "status", timeout=5), 30, f"{node} to answer")
     assert cluster.json(node, "status")["id"] == node_id
     cluster.wait_all_alive(timeout=60)
-    wait_for(lambda: in_raft_again(cluster, node), 60, f"{node} back in the Raft configuration")
+    wait_in_raft(cluster, node)
     wait_for(lambda: cluster.json(node, "state", "get", "compose/backup", "--stale")
              .get("value") == "after", 60, f"restored {node} to catch up with the later write")
+    t_state = time.monotonic() - t0
+    _, st = cluster.wait_storage_level(timeout=90)
+    t_level = time.monotonic() - t0
+    bad = unreadable(s3, bucket, after)
+    assert not bad, f"objects written after the backup misread: {bad}"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="backup/deleted-later")
+    assert e.value.response["Error"]["Code"] == "NoSuchKey", e.value.response
     print(f"\n{node} restored from its backup ({os.path.getsize(os.path.join(backup, 'node.tgz'))}"
-          f" bytes), caught up {time.monotonic() - t0:.1f}s after the restore began")
+          f" bytes): state caught up {t_state:.1f}s, object copies level {t_level:.1f}s after the "
+          f"restore began ({st['nodes'][0]['objects']} objects on each storage node)")
 
 
-def test_zz_down_leaves_nothing(cluster):
+def test_zz_down_leaves_nothing(cluster, request):
     """compose down removes every container, network and volume of the project."""
+    cluster.keep_logs_if_failed(request.session)  # the logs of an earlier failure, while they exist
     assert any(project_leftovers(cluster.project).values())
     cluster.down()
     assert project_leftovers(cluster.project) == {"containers": [], "networks": [], "volumes": []}
