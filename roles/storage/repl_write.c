@@ -347,11 +347,6 @@ static void writer_wrote(void *arg) {
 
 /* Takes the caller's piece into the block buffer; a full block goes out to every replica. */
 static void writer_take(repl_writer_t *w) {
-  if (w->fill == OBJ_BLOCK_SIZE) { /* a full block waited for the sessions to open */
-    w->busy = 1;
-    send_block(w);
-    return;
-  }
   while (w->left) {
     size_t n = OBJ_BLOCK_SIZE - w->fill;
     if (n > w->left) n = w->left;

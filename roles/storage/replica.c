@@ -83,20 +83,25 @@ void replica_answer(replica_req_t *q, uint32_t rpc_status, const char *err, cons
   replica_maybe_free(r);
 }
 
-/* A ReplReply: the object layer's status and, when there is one, the version's meta. */
-static void answer_meta(replica_req_t *q, obj_status_t st, const Gureum__ObjectMeta *m) {
-  Gureum__ReplReply rep = GUREUM__REPL_REPLY__INIT;
-  rep.status = (uint32_t)st;
-  rep.meta = (Gureum__ObjectMeta *)m;
-  size_t n = gureum__repl_reply__get_packed_size(&rep);
+/* Packs any reply message and answers with it. */
+static void answer_msg(replica_req_t *q, const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
   uint8_t *buf = malloc(n ? n : 1);
   if (!buf) {
     replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_FAILED, "out of memory", NULL, 0);
     return;
   }
-  gureum__repl_reply__pack(&rep, buf);
+  protobuf_c_message_pack(m, buf);
   replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_OK, NULL, buf, n);
   free(buf);
+}
+
+/* A ReplReply: the object layer's status and, when there is one, the version's meta. */
+static void answer_meta(replica_req_t *q, obj_status_t st, const Gureum__ObjectMeta *m) {
+  Gureum__ReplReply rep = GUREUM__REPL_REPLY__INIT;
+  rep.status = (uint32_t)st;
+  rep.meta = (Gureum__ObjectMeta *)m;
+  answer_msg(q, (const ProtobufCMessage *)&rep);
 }
 
 static void answer_status(replica_req_t *q, obj_status_t st) { answer_meta(q, st, NULL); }
@@ -276,15 +281,7 @@ static void head_tombs(void *arg, obj_status_t st, Gureum__ObjectMeta **recs, si
     rep.tombstones = recs;
     rep.n_tombstones = n;
   }
-  size_t len = gureum__repl_reply__get_packed_size(&rep);
-  uint8_t *buf = malloc(len ? len : 1);
-  if (!buf) {
-    replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_FAILED, "out of memory", NULL, 0);
-    return;
-  }
-  gureum__repl_reply__pack(&rep, buf);
-  replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_OK, NULL, buf, len);
-  free(buf);
+  answer_msg(q, (const ProtobufCMessage *)&rep);
 }
 
 static void head_found(void *arg, obj_status_t st, const Gureum__ObjectMeta *meta) {
@@ -315,15 +312,7 @@ static void answer_data(replica_req_t *q, obj_status_t st) {
     rep.data.data = q->buf;
     rep.data.len = q->fill;
   }
-  size_t n = gureum__repl_reply__get_packed_size(&rep);
-  uint8_t *out = malloc(n ? n : 1);
-  if (!out) {
-    replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_FAILED, "out of memory", NULL, 0);
-    return;
-  }
-  gureum__repl_reply__pack(&rep, out);
-  replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_OK, NULL, out, n);
-  free(out);
+  answer_msg(q, (const ProtobufCMessage *)&rep);
 }
 
 static void read_data(void *arg, obj_status_t st, const void *data, size_t len, int eof) {
@@ -409,15 +398,7 @@ static void list_done(void *arg, obj_status_t st, const obj_list_t *l) {
     rep.next_key = l->next_key ? l->next_key : (char *)"";
     rep.next_version = l->next_version ? l->next_version : (char *)"";
   }
-  size_t n = gureum__repl_list_reply__get_packed_size(&rep);
-  uint8_t *out = malloc(n ? n : 1);
-  if (!out) {
-    replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_FAILED, "out of memory", NULL, 0);
-    return;
-  }
-  gureum__repl_list_reply__pack(&rep, out);
-  replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_OK, NULL, out, n);
-  free(out);
+  answer_msg(q, (const ProtobufCMessage *)&rep);
 }
 
 static void list_op(replica_t *r, replica_req_t *q, const uint8_t *p, size_t n) {
@@ -490,15 +471,7 @@ static void mpu_abort(replica_t *r, replica_req_t *q, const uint8_t *p, size_t n
 }
 
 static void answer_mpu_list(replica_req_t *q, Gureum__ReplMpuListReply *rep) {
-  size_t n = gureum__repl_mpu_list_reply__get_packed_size(rep);
-  uint8_t *out = malloc(n ? n : 1);
-  if (!out) {
-    replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_FAILED, "out of memory", NULL, 0);
-    return;
-  }
-  gureum__repl_mpu_list_reply__pack(rep, out);
-  replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_OK, NULL, out, n);
-  free(out);
+  answer_msg(q, (const ProtobufCMessage *)rep);
 }
 
 static void parts_done(void *arg, obj_status_t st, Gureum__UploadPart **parts, size_t n,
@@ -549,15 +522,7 @@ static void digests_done(void *arg, obj_status_t st, const obj_digests_t *d) {
     rep.bytes = (uint64_t *)d->bytes;
     rep.n_bytes = OBJ_PARTITIONS;
   }
-  size_t n = gureum__repl_digests_reply__get_packed_size(&rep);
-  uint8_t *out = malloc(n ? n : 1);
-  if (!out) {
-    replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_FAILED, "out of memory", NULL, 0);
-    return;
-  }
-  gureum__repl_digests_reply__pack(&rep, out);
-  replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_OK, NULL, out, n);
-  free(out);
+  answer_msg(q, (const ProtobufCMessage *)&rep);
 }
 
 static void digests_op(replica_t *r, replica_req_t *q, const uint8_t *p, size_t n) {
@@ -571,15 +536,7 @@ static void records_done(void *arg, obj_status_t st, Gureum__ObjectMeta **recs, 
   rep.status = (uint32_t)st;
   rep.records = recs;
   rep.n_records = st == OBJ_OK ? n : 0;
-  size_t len = gureum__repl_records__get_packed_size(&rep);
-  uint8_t *out = malloc(len ? len : 1);
-  if (!out) {
-    replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_FAILED, "out of memory", NULL, 0);
-    return;
-  }
-  gureum__repl_records__pack(&rep, out);
-  replica_answer(q, GUREUM__RPC_STATUS__RPC_STATUS_OK, NULL, out, len);
-  free(out);
+  answer_msg(q, (const ProtobufCMessage *)&rep);
 }
 
 static void records_op(replica_t *r, replica_req_t *q, const uint8_t *p, size_t n) {
